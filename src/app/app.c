@@ -1,0 +1,97 @@
+#include "app/app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audit/audit_module.h"
+#include "base/log.h"
+#include "ops/ops.h"
+
+/* The modules, in start-up order. A module adds one line here. */
+static const bv_module_t modules[] = {
+    {"ops", NULL, bv_ops_routes, NULL},
+    {"audit", bv_audit_module_init, bv_audit_module_routes, bv_audit_module_fini},
+};
+static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
+
+/* `boveda admin <group>` commands. A module adds one line here. */
+const bv_admin_command_t bv_admin_commands[] = {
+    {"db", "database status", bv_ops_admin_db},
+    {"audit", "verify the audit chain / force a checkpoint", bv_audit_admin_main},
+};
+const size_t bv_n_admin_commands = sizeof(bv_admin_commands) / sizeof(bv_admin_commands[0]);
+
+static size_t n_inited;
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int bv_app_open(bv_app_t *app, bv_config_t *cfg, int with_http)
+{
+    char path[4096];
+    int rc, applied = 0;
+    memset(app, 0, sizeof(*app));
+    app->cfg = cfg;
+    if (mkdir_p(cfg->data_dir, 0700) != 0) {
+        bv_log_error("cannot create data directory", "\"path\":\"%s\",\"error\":\"%s\"", cfg->data_dir,
+                     strerror(errno));
+        return BV_EIO;
+    }
+    snprintf(path, sizeof(path), "%s/boveda.db", cfg->data_dir);
+    bv_store_options_t opt = {.path = path, .batch_max = (int)cfg->commit_batch_max, .busy_timeout_ms = 5000};
+    if ((rc = bv_store_open(&opt, &app->store)) != 0)
+        return rc;
+    if ((rc = bv_store_migrate(app->store, &applied)) != 0)
+        return rc;
+    if (applied > 0)
+        bv_log_info("migrations applied", "\"count\":%d", applied);
+    if (with_http && (rc = bv_http_create(cfg, &app->http)) != 0)
+        return rc;
+    for (n_inited = 0; n_inited < n_modules; n_inited++) {
+        const bv_module_t *m = &modules[n_inited];
+        if (m->init != NULL && (rc = m->init(app)) != 0) {
+            bv_log_error("module failed to start", "\"module\":\"%s\",\"error\":\"%s\"", m->name, bv_err_name(rc));
+            return rc;
+        }
+    }
+    if (with_http) {
+        for (size_t i = 0; i < n_modules; i++) {
+            if (modules[i].routes != NULL && (rc = modules[i].routes(app)) != 0) {
+                bv_log_error("module routes failed", "\"module\":\"%s\"", modules[i].name);
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+void bv_app_close(bv_app_t *app)
+{
+    if (app->http != NULL)
+        bv_http_stop(app->http);
+    while (n_inited > 0) {
+        const bv_module_t *m = &modules[--n_inited];
+        if (m->fini != NULL)
+            m->fini(app);
+    }
+    bv_http_free(app->http);
+    app->http = NULL;
+    bv_store_close(app->store);
+    app->store = NULL;
+}

@@ -1,0 +1,336 @@
+#include "base/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/errors.h"
+
+typedef enum { T_STR, T_INT, T_LEVEL, T_HOSTPORT, T_ENUM } type_t;
+
+typedef struct {
+    const char *name; /* without the BOVEDA_ prefix */
+    type_t type;
+    size_t offset;
+    const char *def;
+    int64_t min, max;
+    int secret;
+    const char *choices; /* T_ENUM: "a|b|c" */
+    const char *help;
+} setting_t;
+
+#define S(f) offsetof(bv_config_t, f)
+static const setting_t settings[] = {
+    {"DATA_DIR", T_STR, S(data_dir), "./data", 0, 0, 0, NULL, "data directory (database, keys)"},
+    {"HTTP_LISTEN", T_HOSTPORT, S(http_listen), "127.0.0.1:8080", 0, 0, 0, NULL, "plain HTTP listener, empty disables"},
+    {"HTTPS_LISTEN", T_HOSTPORT, S(https_listen), "", 0, 0, 0, NULL, "HTTPS listener (HTTP/2 via ALPN), empty disables"},
+    {"TLS_CERT", T_STR, S(tls_cert), "", 0, 0, 0, NULL, "TLS certificate chain (PEM)"},
+    {"TLS_KEY", T_STR, S(tls_key), "", 0, 0, 0, NULL, "TLS private key (PEM)"},
+    {"THREADS", T_INT, S(threads), "0", 0, 256, 0, NULL, "event-loop threads, 0 = cores"},
+    {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "blocking worker threads, 0 = 2 x cores"},
+    {"LOG_LEVEL", T_LEVEL, S(log_level_name), "info", 0, 0, 0, NULL, "debug|info|warn|error"},
+    {"ADMIN_TOKEN", T_STR, S(admin_token), "", 0, 0, 1, NULL, "bootstrap admin bearer token (>= 32 chars), empty disables"},
+    {"CORS_ORIGINS", T_STR, S(cors_origins), "", 0, 0, 0, NULL, "comma-separated allowed CORS origins"},
+    {"MAX_BODY", T_INT, S(max_body), "4194304", 1024, 67108864, 0, NULL, "largest request body any route accepts (bytes)"},
+    {"REQUEST_TIMEOUT_MS", T_INT, S(req_timeout_ms), "10000", 100, 600000, 0, NULL, "time allowed to send a request"},
+    {"SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 0, 600000, 0, NULL, "bound on draining at shutdown"},
+    {"WORKER_QUEUE_LIMIT", T_INT, S(queue_limit), "10000", 1, 10000000, 0, NULL, "queued jobs before answering 503"},
+    {"COMMIT_BATCH_MAX", T_INT, S(commit_batch_max), "1024", 1, 100000, 0, NULL, "write jobs per group commit"},
+    {"PUBLIC_URL", T_STR, S(public_url), "", 0, 0, 0, NULL, "external base URL (issuer); default from the listener"},
+    {"LOCALE", T_ENUM, S(locale), "es", 0, 0, 0, "es|en", "language of customer-facing texts"},
+    {"KEYSTORE", T_ENUM, S(keystore), "file", 0, 0, 0, "file|pkcs11", "master key store adapter"},
+    {"PKCS11_MODULE", T_STR, S(pkcs11_module), "", 0, 0, 0, NULL, "PKCS#11 module path"},
+    {"PKCS11_TOKEN", T_STR, S(pkcs11_token), "", 0, 0, 0, NULL, "PKCS#11 token label"},
+    {"PKCS11_PIN", T_STR, S(pkcs11_pin), "", 0, 0, 1, NULL, "PKCS#11 user PIN"},
+    {"PKCS11_PIN_FILE", T_STR, S(pkcs11_pin_file), "", 0, 0, 0, NULL, "file holding the PKCS#11 user PIN"},
+};
+#undef S
+#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+int bv_config_split_hostport(const char *s, char *host_out, int *port_out)
+{
+    const char *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return BV_EINVALID;
+        hlen = (size_t)(end - s - 1);
+        memcpy(host_out, s + 1, hlen < 255 ? hlen : 255);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return BV_EINVALID;
+        hlen = (size_t)(colon - s);
+        if (hlen > 255)
+            return BV_EINVALID;
+        memcpy(host_out, s, hlen);
+    }
+    host_out[hlen < 255 ? hlen : 255] = '\0';
+    if (hlen == 0)
+        return BV_EINVALID;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || *end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+        return BV_EINVALID;
+    *port_out = (int)p;
+    return 0;
+}
+
+static int apply(bv_config_t *cfg, const setting_t *s, const char *value, const char *origin, char *err,
+                 size_t errlen)
+{
+    char **strp = (char **)((char *)cfg + s->offset);
+    switch (s->type) {
+    case T_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || *end != '\0' || end == value || v < s->min || v > s->max) {
+            snprintf(err, errlen, "BOVEDA_%s (%s): must be an integer between %lld and %lld", s->name, origin,
+                     (long long)s->min, (long long)s->max);
+            return BV_ECONFIG;
+        }
+        *(int64_t *)((char *)cfg + s->offset) = v;
+        return 0;
+    }
+    case T_LEVEL:
+        if (bv_log_parse_level(value, &cfg->log_level) != 0) {
+            snprintf(err, errlen, "BOVEDA_%s (%s): must be one of debug, info, warn, error", s->name, origin);
+            return BV_ECONFIG;
+        }
+        break;
+    case T_HOSTPORT: {
+        char host[256];
+        int port;
+        if (value[0] != '\0' && bv_config_split_hostport(value, host, &port) != 0) {
+            snprintf(err, errlen, "BOVEDA_%s (%s): must be host:port with a port from 0 to 65535", s->name,
+                     origin);
+            return BV_ECONFIG;
+        }
+        break;
+    }
+    case T_ENUM: {
+        size_t vl = strlen(value);
+        const char *c = s->choices;
+        int ok = 0;
+        while (*c) {
+            const char *bar = strchr(c, '|');
+            size_t cl = bar ? (size_t)(bar - c) : strlen(c);
+            if (cl == vl && strncmp(c, value, vl) == 0)
+                ok = 1;
+            c += cl + (bar ? 1 : 0);
+        }
+        if (!ok) {
+            snprintf(err, errlen, "BOVEDA_%s (%s): must be one of %s", s->name, origin, s->choices);
+            return BV_ECONFIG;
+        }
+        break;
+    }
+    case T_STR:
+        break;
+    }
+    char *dup = strdup(value);
+    if (dup == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return BV_ECONFIG;
+    }
+    free(*strp);
+    *strp = dup;
+    return 0;
+}
+
+static const setting_t *find(const char *name)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].name, name) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* INI: `[section]` lines prefix the keys that follow ("[http]" + "listen" = HTTP_LISTEN);
+ * keys are case-insensitive; `#` or `;` start comments; values may be double-quoted. */
+static int load_file(bv_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--config %s: %s", path, strerror(errno));
+        return BV_ECONFIG;
+    }
+    char line[4096], section[128] = "";
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *p = trim(line);
+        if (*p == '\0' || *p == '#' || *p == ';')
+            continue;
+        if (*p == '[') {
+            char *e = strchr(p, ']');
+            if (e == NULL || e[1] != '\0' || (size_t)(e - p) >= sizeof(section)) {
+                snprintf(err, errlen, "--config %s:%d: malformed section header", path, lineno);
+                rc = BV_ECONFIG;
+                break;
+            }
+            *e = '\0';
+            snprintf(section, sizeof(section), "%s", trim(p + 1));
+            continue;
+        }
+        char *eq = strchr(p, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "--config %s:%d: expected key = value", path, lineno);
+            rc = BV_ECONFIG;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(p), *val = trim(eq + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        char name[256];
+        snprintf(name, sizeof(name), "%s%s%s", section, section[0] ? "_" : "", key);
+        for (char *c = name; *c; c++)
+            *c = *c == '.' || *c == '-' ? '_' : (char)toupper((unsigned char)*c);
+        if (strncmp(name, "BOVEDA_", 7) == 0)
+            memmove(name, name + 7, strlen(name + 7) + 1);
+        const setting_t *s = find(name);
+        if (s == NULL) {
+            snprintf(err, errlen, "--config %s:%d: unknown setting %s", path, lineno, name);
+            rc = BV_ECONFIG;
+            break;
+        }
+        char origin[300];
+        snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+        rc = apply(cfg, s, val, origin, err, errlen);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Cross-setting checks: nothing starts half-configured. */
+static int validate(bv_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->data_dir[0] == '\0') {
+        snprintf(err, errlen, "BOVEDA_DATA_DIR: must not be empty");
+        return BV_ECONFIG;
+    }
+    if (cfg->https_listen[0] != '\0') {
+        if (cfg->tls_cert[0] == '\0' || access(cfg->tls_cert, R_OK) != 0) {
+            snprintf(err, errlen, "BOVEDA_TLS_CERT: HTTPS is enabled but the certificate '%s' is not readable",
+                     cfg->tls_cert);
+            return BV_ECONFIG;
+        }
+        if (cfg->tls_key[0] == '\0' || access(cfg->tls_key, R_OK) != 0) {
+            snprintf(err, errlen, "BOVEDA_TLS_KEY: HTTPS is enabled but the key file is not readable");
+            return BV_ECONFIG;
+        }
+    }
+    if (cfg->http_listen[0] == '\0' && cfg->https_listen[0] == '\0') {
+        snprintf(err, errlen, "BOVEDA_HTTP_LISTEN: no listener configured (HTTP and HTTPS both empty)");
+        return BV_ECONFIG;
+    }
+    if (cfg->admin_token[0] != '\0' && strlen(cfg->admin_token) < 32) {
+        snprintf(err, errlen, "BOVEDA_ADMIN_TOKEN: must be at least 32 characters");
+        return BV_ECONFIG;
+    }
+    if (strcmp(cfg->keystore, "pkcs11") == 0) {
+        if (cfg->pkcs11_module[0] == '\0') {
+            snprintf(err, errlen, "BOVEDA_PKCS11_MODULE: required when BOVEDA_KEYSTORE=pkcs11");
+            return BV_ECONFIG;
+        }
+        if (cfg->pkcs11_token[0] == '\0') {
+            snprintf(err, errlen, "BOVEDA_PKCS11_TOKEN: required when BOVEDA_KEYSTORE=pkcs11");
+            return BV_ECONFIG;
+        }
+        if (cfg->pkcs11_pin[0] == '\0' && cfg->pkcs11_pin_file[0] == '\0') {
+            snprintf(err, errlen, "BOVEDA_PKCS11_PIN: PIN or BOVEDA_PKCS11_PIN_FILE required when BOVEDA_KEYSTORE=pkcs11");
+            return BV_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+int bv_config_load(const char *file, bv_config_t **out, char *err, size_t errlen)
+{
+    bv_config_t *cfg = calloc(1, sizeof(*cfg));
+    int rc = BV_ECONFIG;
+    *out = NULL;
+    if (cfg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return BV_ECONFIG;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (apply(cfg, &settings[i], settings[i].def, "default", err, errlen) != 0)
+            goto out;
+    if (file != NULL && load_file(cfg, file, err, errlen) != 0)
+        goto out;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        char env[128];
+        snprintf(env, sizeof(env), "BOVEDA_%s", settings[i].name);
+        const char *v = getenv(env);
+        if (v != NULL && apply(cfg, &settings[i], v, "environment", err, errlen) != 0)
+            goto out;
+    }
+    if (validate(cfg, err, errlen) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
+        bv_config_free(cfg);
+    else
+        *out = cfg;
+    return rc;
+}
+
+void bv_config_free(bv_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (settings[i].type == T_INT)
+            continue;
+        char **p = (char **)((char *)cfg + settings[i].offset);
+        if (*p != NULL && settings[i].secret)
+            memset(*p, 0, strlen(*p));
+        free(*p);
+    }
+    free(cfg);
+}
+
+void bv_config_print(const bv_config_t *cfg, int fd)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (s->type == T_INT) {
+            dprintf(fd, "BOVEDA_%s=%lld\n", s->name, (long long)*(const int64_t *)((const char *)cfg + s->offset));
+        } else {
+            const char *v = *(char *const *)((const char *)cfg + s->offset);
+            dprintf(fd, "BOVEDA_%s=%s\n", s->name, s->secret && v[0] ? "********" : v);
+        }
+    }
+}
+
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int bv_config_threads(const bv_config_t *cfg) { return cfg->threads > 0 ? (int)cfg->threads : cores(); }
+int bv_config_workers(const bv_config_t *cfg) { return cfg->workers > 0 ? (int)cfg->workers : 2 * cores(); }

@@ -1,0 +1,306 @@
+#include "base/util.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "base/errors.h"
+
+int64_t bv_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t bv_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void bv_random(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t r = getrandom(p, len, 0);
+        if (r < 0) {
+            perror("getrandom");
+            abort();
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+}
+
+void bv_uuid7(char out[BV_UUID_STR_LEN + 1])
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t last_ms;
+    static uint16_t counter;
+    unsigned char b[16];
+    bv_random(b, sizeof(b));
+    uint64_t ms = (uint64_t)(bv_now_us() / 1000);
+    pthread_mutex_lock(&mu);
+    if (ms <= last_ms) {
+        ms = last_ms;
+        if (++counter > 0x0fff) { /* counter exhausted: borrow the next millisecond */
+            ms = ++last_ms;
+            counter = 0;
+        }
+    } else {
+        last_ms = ms;
+        counter = (uint16_t)(((b[6] << 8) | b[7]) & 0x01ff); /* random start, room to grow */
+    }
+    uint16_t c = counter;
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | ((c >> 8) & 0x0f));
+    b[7] = (unsigned char)(c & 0xff);
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    snprintf(out, BV_UUID_STR_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+int bv_uuid_valid(const char *s)
+{
+    if (s == NULL || strlen(s) != BV_UUID_STR_LEN)
+        return 0;
+    for (int i = 0; i < BV_UUID_STR_LEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void bv_time_format(int64_t us, char out[32])
+{
+    time_t sec = (time_t)(us / 1000000);
+    long frac = (long)(us % 1000000);
+    if (frac < 0) {
+        frac += 1000000;
+        sec -= 1;
+    }
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    if (tm.tm_year > 9999 - 1900 || tm.tm_year < -1900)
+        tm.tm_year = 9999 - 1900;
+    char tmp[96];
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    memcpy(out, tmp, 31);
+    out[31] = '\0';
+}
+
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+int bv_time_parse(const char *s, int64_t *us_out)
+{
+    int y, mo, d, h = 0, mi = 0, se = 0;
+    long frac_us = 0;
+    long offset_s = 0;
+    const char *p = s;
+    if (s == NULL || digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+        digits(&p, 2, &d))
+        return BV_EINVALID;
+    if (*p != '\0') {
+        if (*p != 'T' && *p != 't' && *p != ' ')
+            return BV_EINVALID;
+        p++;
+        if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
+            return BV_EINVALID;
+        if (*p == '.') {
+            p++;
+            int n = 0;
+            while (*p >= '0' && *p <= '9') {
+                if (n < 6) {
+                    frac_us = frac_us * 10 + (*p - '0');
+                }
+                n++;
+                p++;
+            }
+            if (n == 0)
+                return BV_EINVALID;
+            for (int i = n; i < 6; i++)
+                frac_us *= 10;
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int sign = *p == '-' ? -1 : 1, oh, om;
+            p++;
+            if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59)
+                return BV_EINVALID;
+            offset_s = sign * (oh * 3600L + om * 60L);
+        } else {
+            return BV_EINVALID;
+        }
+        if (*p != '\0')
+            return BV_EINVALID;
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
+        se > 60)
+        return BV_EINVALID;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo == 2 && d == 29 && !leap)
+        return BV_EINVALID;
+    if (se == 60)
+        se = 59; /* leap second: clamp */
+    /* days from civil (H. Hinnant's algorithm) */
+    int yy = y - (mo <= 2);
+    int era = yy / 400;
+    int yoe = yy - era * 400;
+    int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    int64_t days = (int64_t)era * 146097 + doe - 719468;
+    int64_t sec = days * 86400 + h * 3600 + mi * 60 + se - offset_s;
+    *us_out = sec * 1000000 + frac_us;
+    return 0;
+}
+
+int bv_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+void bv_hex(const void *in, size_t len, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    const unsigned char *p = in;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hx[p[i] >> 4];
+        out[2 * i + 1] = hx[p[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int buf_reserve(bv_buf_t *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (d == NULL)
+        return BV_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int bv_buf_append(bv_buf_t *b, const void *p, size_t len)
+{
+    if (buf_reserve(b, len) != 0)
+        return BV_ENOMEM;
+    if (len > 0)
+        memcpy(b->data + b->len, p, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int bv_buf_puts(bv_buf_t *b, const char *s) { return bv_buf_append(b, s, strlen(s)); }
+
+int bv_buf_printf(bv_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
+        return BV_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void bv_buf_reset(bv_buf_t *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void bv_buf_free(bv_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+struct bv_arena_chunk {
+    bv_arena_chunk_t *next;
+    size_t used, cap;
+    _Alignas(16) unsigned char mem[];
+};
+
+void *bv_arena_alloc(bv_arena_t *a, size_t len)
+{
+    len = (len + 15) & ~(size_t)15;
+    bv_arena_chunk_t *c = a->head;
+    if (c == NULL || c->cap - c->used < len) {
+        size_t cap = len > 4000 ? len : 4000;
+        c = malloc(sizeof(*c) + cap);
+        if (c == NULL)
+            return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = c->mem + c->used;
+    c->used += len;
+    return p;
+}
+
+char *bv_arena_strndup(bv_arena_t *a, const char *s, size_t len)
+{
+    char *p = bv_arena_alloc(a, len + 1);
+    if (p != NULL) {
+        memcpy(p, s, len);
+        p[len] = '\0';
+    }
+    return p;
+}
+
+void bv_arena_free(bv_arena_t *a)
+{
+    bv_arena_chunk_t *c = a->head;
+    while (c != NULL) {
+        bv_arena_chunk_t *n = c->next;
+        free(c);
+        c = n;
+    }
+    a->head = NULL;
+}

@@ -1,0 +1,393 @@
+/* The HTTP layer driven over real loopback sockets: routing, middleware, limits, the
+ * worker hand-off when clients disconnect mid-request (run under ASan in CI), slow
+ * clients, and graceful shutdown with requests in flight. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "http/http.h"
+#include "http/internal.h"
+
+static atomic_int slow_runs;
+
+static void on_slow(bv_call_t *c)
+{
+    usleep(100000);
+    atomic_fetch_add(&slow_runs, 1);
+    bv_reply_json(c, 200, json_pack("{s:s}", "slow", "done"));
+}
+
+static void on_fast(bv_call_t *c) { bv_reply_raw(c, 200, "text/plain", "fast", 4); }
+
+typedef struct {
+    const char *name;
+    int64_t n;
+} echo_t;
+
+static void on_echo(bv_call_t *c)
+{
+    static const bv_json_field_t spec[] = {
+        {"name", BV_JSON_STRING, BV_JSON_REQUIRED, 1, 20, offsetof(echo_t, name), NULL},
+        {"n", BV_JSON_INT, 0, 0, 10, offsetof(echo_t, n), NULL},
+        BV_JSON_END,
+    };
+    echo_t e = {0};
+    json_t *root = NULL;
+    if (bv_call_decode_json_or_reply(c, spec, &e, &root) != 0)
+        return;
+    bv_reply_json(c, 201,
+                  json_pack("{s:s,s:I,s:s,s:s}", "name", e.name, "n", (json_int_t)e.n, "id", bv_call_param(c, "id"),
+                            "q", bv_call_query(c, "q") ? bv_call_query(c, "q") : ""));
+    json_decref(root);
+}
+
+static const bv_route_t routes[] = {
+    {"GET", "/slow", on_slow, NULL, 0, 0},
+    {"GET", "/fast", on_fast, NULL, 0, BV_ROUTE_ON_LOOP},
+    {"POST", "/things/{id}/echo", on_echo, "things:write", 100, 0},
+    {"GET", "/things/{id}/echo", on_fast, NULL, 0, BV_ROUTE_ON_LOOP},
+};
+
+static const char *TOKEN = "test-admin-token-0123456789abcdefghijkl";
+static bv_config_t *cfg;
+static bv_http_t *srv;
+static int port;
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    setenv("BOVEDA_HTTP_LISTEN", "127.0.0.1:0", 1);
+    setenv("BOVEDA_THREADS", "2", 1);
+    setenv("BOVEDA_WORKERS", "4", 1);
+    setenv("BOVEDA_REQUEST_TIMEOUT_MS", "300", 1);
+    setenv("BOVEDA_ADMIN_TOKEN", TOKEN, 1);
+    setenv("BOVEDA_CORS_ORIGINS", "https://app.example", 1);
+    if (bv_config_load(NULL, &cfg, err, sizeof(err)) != 0)
+        return -1;
+    if (bv_http_create(cfg, &srv) != 0 || bv_http_add_routes(srv, routes, 4, NULL) != 0 || bv_http_start(srv) != 0)
+        return -1;
+    const char *url = bv_http_url(srv, 0);
+    port = atoi(strrchr(url, ':') + 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    bv_http_stop(srv);
+    bv_http_free(srv);
+    bv_config_free(cfg);
+    return 0;
+}
+
+static int connect_local(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Sends a raw request and reads the whole response (until the server closes or timeout). */
+static char *roundtrip(const char *raw, int timeout_ms)
+{
+    int fd = connect_local();
+    size_t len = strlen(raw);
+    assert_int_equal(write(fd, raw, len), (ssize_t)len);
+    size_t cap = 65536, n = 0;
+    char *buf = calloc(1, cap);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (poll(&p, 1, timeout_ms) > 0) {
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    return buf;
+}
+
+static void test_routing_and_errors(void **state)
+{
+    (void)state;
+    char *r = roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    assert_non_null(strstr(r, "cache-control: no-store"));
+    assert_non_null(strstr(r, "x-content-type-options: nosniff"));
+    assert_non_null(strstr(r, "referrer-policy: no-referrer"));
+    assert_non_null(strstr(r, "content-security-policy: frame-ancestors 'none'"));
+    assert_non_null(strstr(r, "x-request-id: "));
+    free(r);
+    r = roundtrip("GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 404"));
+    assert_non_null(strstr(r, "application/problem+json"));
+    assert_non_null(strstr(r, "https://boveda.dev/problems/no-such-route"));
+    free(r);
+    r = roundtrip("DELETE /things/1/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 405"));
+    assert_non_null(strstr(r, "allow: POST, GET"));
+    free(r);
+    r = roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc.DEF-123_x\r\nConnection: close\r\n\r\n", 2000);
+    assert_non_null(strstr(r, "x-request-id: abc.DEF-123_x"));
+    free(r);
+    r = roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\nX-Request-Id: bad id!\r\nConnection: close\r\n\r\n", 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 400"));
+    assert_non_null(strstr(r, "invalid-request-id"));
+    free(r);
+}
+
+static void test_auth_json_and_limits(void **state)
+{
+    (void)state;
+    char req[1024];
+    char *r = roundtrip("POST /things/a%20b/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: 12\r\nConnection: close\r\n\r\n{\"name\":\"x\"}",
+                        2000);
+    assert_non_null(strstr(r, "HTTP/1.1 401"));
+    assert_non_null(strstr(r, "www-authenticate: Bearer realm=\"boveda\""));
+    free(r);
+    snprintf(req, sizeof(req),
+             "POST /things/a%%20b/echo?q=h%%C3%%A9llo+w HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\n"
+             "{\"name\":\"x\",\"n\":3}",
+             TOKEN);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 201"));
+    assert_non_null(strstr(r, "\"id\":\"a b\""));
+    assert_non_null(strstr(r, "\"q\":\"h\xc3\xa9llo w\""));
+    assert_non_null(strstr(r, "\"n\":3"));
+    free(r);
+    snprintf(req, sizeof(req),
+             "POST /things/1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %sX\r\n"
+             "Content-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"name\":\"x\"}",
+             TOKEN);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 401"));
+    assert_non_null(strstr(r, "error=\"invalid_token\""));
+    free(r);
+    /* unknown field named */
+    snprintf(req, sizeof(req),
+             "POST /things/1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: 22\r\nConnection: close\r\n\r\n{\"name\":\"x\",\"bogus\":1}",
+             TOKEN);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 400"));
+    assert_non_null(strstr(r, "\"field\":\"bogus\""));
+    free(r);
+    /* malformed JSON names the position */
+    snprintf(req, sizeof(req),
+             "POST /things/1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"name\":,",
+             TOKEN);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 400"));
+    assert_non_null(strstr(r, "malformed-json"));
+    assert_non_null(strstr(r, "column"));
+    free(r);
+    /* wrong content type */
+    snprintf(req, sizeof(req),
+             "POST /things/1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{\"name\":\"x\"}",
+             TOKEN);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 415"));
+    free(r);
+    /* over the route's body limit (100 bytes) */
+    char big[400];
+    memset(big, 'a', 200);
+    big[200] = '\0';
+    snprintf(req, sizeof(req),
+             "POST /things/1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: 200\r\nConnection: close\r\n\r\n%s",
+             TOKEN, big);
+    r = roundtrip(req, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 413"));
+    assert_non_null(strstr(r, "body-too-large"));
+    free(r);
+    /* over the server-wide limit: refused from the Content-Length alone, body never sent */
+    r = roundtrip("POST /things/1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 100000000\r\n\r\n",
+                  3000);
+    assert_non_null(strstr(r, "HTTP/1.1 413"));
+    free(r);
+}
+
+static void test_cors(void **state)
+{
+    (void)state;
+    char *r = roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nConnection: close\r\n\r\n",
+                        2000);
+    assert_non_null(strstr(r, "access-control-allow-origin: https://app.example"));
+    assert_non_null(strstr(r, "vary: Origin"));
+    free(r);
+    r = roundtrip("GET /fast HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n", 2000);
+    assert_null(strstr(r, "access-control-allow-origin"));
+    free(r);
+    r = roundtrip("OPTIONS /things/1/echo HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n"
+                  "Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+                  2000);
+    assert_non_null(strstr(r, "HTTP/1.1 204"));
+    assert_non_null(strstr(r, "access-control-allow-methods"));
+    free(r);
+    r = roundtrip("OPTIONS /things/1/echo HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n"
+                  "Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+                  2000);
+    assert_non_null(strstr(r, "HTTP/1.1 403"));
+    free(r);
+}
+
+/* Clients that send a request to a worker route and hang up at once: the workers finish,
+ * their results are dropped, nothing touches freed memory (ASan), and the server keeps
+ * serving. */
+static void test_client_disconnect_mid_request(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    atomic_store(&slow_runs, 0);
+    for (int i = 0; i < N; i++) {
+        int fd = connect_local();
+        const char *req = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        if (i % 2 == 0) { /* reset instead of an orderly close */
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(fd);
+    }
+    for (int i = 0; i < 100 && atomic_load(&slow_runs) < N; i++)
+        usleep(50000);
+    assert_int_equal(atomic_load(&slow_runs), N);
+    usleep(100000);
+    char *r = roundtrip("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000);
+    assert_non_null(strstr(r, "HTTP/1.1 200"));
+    assert_non_null(strstr(r, "\"slow\":\"done\""));
+    free(r);
+}
+
+/* A client that sends half a request line and stalls is disconnected after the read
+ * timeout (300 ms here) instead of holding a connection forever. */
+static void test_slow_client_is_cut_off(void **state)
+{
+    (void)state;
+    int fd = connect_local();
+    assert_int_equal(write(fd, "GET /fa", 7), 7);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char buf[512];
+    int closed = 0;
+    for (int i = 0; i < 50 && !closed; i++) {
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t r = read(fd, buf, sizeof(buf));
+            closed = r <= 0 || r > 0; /* an error response or EOF: either way the server ended it */
+            if (r > 0)
+                closed = read(fd, buf, sizeof(buf)) <= 0;
+        }
+    }
+    close(fd);
+    assert_true(closed);
+}
+
+static void test_header_flood_rejected(void **state)
+{
+    (void)state;
+    bv_buf_t b = {0};
+    bv_buf_puts(&b, "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (int i = 0; i < 90; i++)
+        bv_buf_printf(&b, "X-H%d: v\r\n", i);
+    bv_buf_puts(&b, "\r\n");
+    char *r = roundtrip(b.data, 2000);
+    assert_non_null(strstr(r, "HTTP/1.1 431"));
+    free(r);
+    bv_buf_free(&b);
+}
+
+static void test_router_unit(void **state)
+{
+    (void)state;
+    router_t r = {0};
+    static const bv_route_t rs[] = {
+        {"GET", "/v1/accounts/{id}", on_fast, NULL, 0, 0},
+        {"GET", "/v1/accounts/{id}/movements", on_fast, NULL, 0, 0},
+        {"POST", "/v1/accounts", on_fast, NULL, 0, 0},
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(router_add(&r, &rs[i], NULL), 0);
+    bv_arena_t a = {0};
+    const route_entry_t *e;
+    bv_header_t params[BV_MAX_PARAMS];
+    size_t np;
+    char allow[64];
+    const char *p = "/v1/accounts/abc%2Fdef/movements";
+    assert_int_equal(router_match(&r, "GET", 3, p, strlen(p), &a, &e, params, &np, allow, sizeof(allow)), MATCH_FOUND);
+    assert_ptr_equal(e->route, &rs[1]);
+    assert_int_equal(np, 1);
+    assert_string_equal(params[0].name, "id");
+    assert_string_equal(params[0].value, "abc/def");
+    p = "/v1/accounts";
+    assert_int_equal(router_match(&r, "GET", 3, p, strlen(p), &a, &e, params, &np, allow, sizeof(allow)),
+                     MATCH_NO_METHOD);
+    assert_string_equal(allow, "POST");
+    p = "/v1/accounts/";
+    assert_int_equal(router_match(&r, "GET", 3, p, strlen(p), &a, &e, params, &np, allow, sizeof(allow)),
+                     MATCH_NO_PATH);
+    p = "/v1/accounts/%zz";
+    assert_int_equal(router_match(&r, "GET", 3, p, strlen(p), &a, &e, params, &np, allow, sizeof(allow)),
+                     MATCH_NO_PATH);
+    p = "/v1/accounts/%00";
+    assert_int_equal(router_match(&r, "GET", 3, p, strlen(p), &a, &e, params, &np, allow, sizeof(allow)),
+                     MATCH_NO_PATH);
+    bv_arena_free(&a);
+    router_free(&r);
+}
+
+/* Graceful stop: a request in flight when the stop begins still gets its answer. Runs
+ * last (it stops the shared server). */
+static void *slow_client(void *arg)
+{
+    char **out = arg;
+    *out = roundtrip("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5000);
+    return NULL;
+}
+
+static void test_graceful_stop_finishes_in_flight(void **state)
+{
+    (void)state;
+    pthread_t t;
+    char *resp = NULL;
+    pthread_create(&t, NULL, slow_client, &resp);
+    usleep(30000);
+    bv_http_stop(srv);
+    pthread_join(t, NULL);
+    assert_non_null(resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    free(resp);
+}
+
+int main(void)
+{
+    bv_log_set_level(BV_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_router_unit),
+        cmocka_unit_test(test_routing_and_errors),
+        cmocka_unit_test(test_auth_json_and_limits),
+        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_header_flood_rejected),
+        cmocka_unit_test(test_client_disconnect_mid_request),
+        cmocka_unit_test(test_slow_client_is_cut_off),
+        cmocka_unit_test(test_graceful_stop_finishes_in_flight),
+    };
+    return cmocka_run_group_tests_name("http server", tests, setup, teardown);
+}
