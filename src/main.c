@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/app.h"
@@ -164,6 +165,8 @@ int main(int argc, char **argv)
     const char *config_file = NULL;
     int i = 1;
     char err[512];
+    /* Everything Bóveda creates (database, WAL, keys, exports) is private to its user. */
+    umask(077);
     /* --config FILE may come before or right after the command */
     if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
         config_file = argv[i + 1];

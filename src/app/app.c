@@ -7,11 +7,13 @@
 
 #include "audit/audit_module.h"
 #include "base/log.h"
+#include "keys/keys_app.h"
 #include "ops/ops.h"
 
 /* The modules, in start-up order. A module adds one line here. */
 static const bv_module_t modules[] = {
     {"ops", NULL, bv_ops_routes, NULL},
+    {"keys", bv_keys_app_init, NULL, bv_keys_app_fini},
     {"audit", bv_audit_module_init, bv_audit_module_routes, bv_audit_module_fini},
 };
 static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
@@ -19,6 +21,7 @@ static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
 /* `boveda admin <group>` commands. A module adds one line here. */
 const bv_admin_command_t bv_admin_commands[] = {
     {"db", "database status", bv_ops_admin_db},
+    {"keys", "key store: list, rotate, rotate-master, rotate-signing, rewrap", bv_keys_admin_main},
     {"audit", "verify the audit chain / force a checkpoint", bv_audit_admin_main},
 };
 const size_t bv_n_admin_commands = sizeof(bv_admin_commands) / sizeof(bv_admin_commands[0]);

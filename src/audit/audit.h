@@ -22,7 +22,10 @@ typedef struct {
 } bv_audit_event_t;
 
 /* Appends one record to the chain inside the caller's write job. Must be called with a
- * write transaction (from inside bv_store_write). 0 or a negative store error. */
+ * write transaction (from inside bv_store_write). 0, BV_EINVALID (missing or oversized
+ * field, outcome not one of the four, secret-looking details: see
+ * bv_audit_check_details), BV_EINTERNAL (not in a write job) or a negative store error;
+ * on error the caller's job must fail so the change it records rolls back too. */
 int bv_audit_append(bv_tx_t *tx, const bv_audit_event_t *ev);
 
 /* Like bv_audit_append, and hands back the new record's seq and id (either may be NULL). */
@@ -52,33 +55,33 @@ int bv_audit_checkpoint_ex(bv_store_t *st, bv_keys_t *keys, int64_t *seq_out);
 
 typedef enum {
     BV_AUDIT_OK = 0,
-    BV_AUDIT_ALTERED,          /* a record's hash does not match its content */
-    BV_AUDIT_REMOVED,          /* a seq is missing (gap, or records after a checkpoint gone) */
-    BV_AUDIT_REORDERED,        /* prev_hash links to another record of the chain */
-    BV_AUDIT_INSERTED,         /* prev_hash links to no record of the chain */
-    BV_AUDIT_BAD_CHECKPOINT,   /* checkpoint signature invalid or its hash differs from the chain */
+    BV_AUDIT_ALTERED,        /* a record's hash does not match its content */
+    BV_AUDIT_REMOVED,        /* a seq is missing (gap, or records after a checkpoint gone) */
+    BV_AUDIT_REORDERED,      /* prev_hash links to another record of the chain */
+    BV_AUDIT_INSERTED,       /* prev_hash links to no record of the chain */
+    BV_AUDIT_BAD_CHECKPOINT, /* a checkpoint signature does not verify (forged, edited, unknown kid) */
 } bv_audit_failure_t;
 
 typedef struct {
-    int ok;                    /* 1 pass, 0 fail */
-    int64_t n_records;         /* records walked */
-    int64_t n_checkpoints;     /* checkpoints verified */
-    int64_t head_seq;          /* last seq walked */
-    char head_hash[65];        /* its hash, hex ("" when empty) */
+    int ok;                /* 1 pass, 0 fail */
+    int64_t n_records;     /* records walked */
+    int64_t n_checkpoints; /* checkpoints verified */
+    int64_t head_seq;      /* last seq walked */
+    char head_hash[65];    /* its hash, hex ("" when empty) */
     /* on failure: */
     bv_audit_failure_t failure;
-    int64_t seq;               /* the record (or missing seq, or checkpoint seq) at fault */
+    int64_t seq;                  /* the record (or missing seq, or checkpoint seq) at fault */
     char id[BV_UUID_STR_LEN + 1]; /* its id ("" when the record is missing) */
-    char detail[256];          /* one line, human readable */
+    char detail[256];             /* one line, human readable */
 } bv_audit_verify_result_t;
 
 /* Walks the whole chain in one read snapshot, streaming, and every checkpoint (signature
- * via bv_keys_verify; hash against the chain at that seq). Stops at the first fault.
- * `keys` may be NULL only when there are no checkpoints (otherwise that is a failure).
- * Returns 0 when the walk ran (result in *out), or a store error. */
+ * via bv_keys_verify; hash against the chain at that seq), and reports the fault with the
+ * lowest seq. Returns 0 when verification ran (verdict in *out), BV_EKEYSTORE when
+ * checkpoints exist but `keys` is NULL (the chain walk's verdict is still in *out), or
+ * a store error. */
 int bv_audit_verify(bv_store_t *st, bv_keys_t *keys, bv_audit_verify_result_t *out);
 /* "altered", "removed", ... ("ok" for BV_AUDIT_OK). Static string. */
 const char *bv_audit_failure_name(bv_audit_failure_t f);
-
 
 #endif

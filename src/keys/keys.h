@@ -4,7 +4,12 @@
  * version, stored only wrapped by the master key, cached unwrapped in memory and wiped on
  * close. Signing keys (ES256, RS256) have a kid; their public halves form the JWKS.
  * All functions are thread-safe and may block (PKCS#11): call them from workers, never
- * from an event loop. */
+ * from an event loop.
+ *
+ * Inside a write job (bv_store_write) only bv_keys_encrypt, bv_keys_decrypt, bv_keys_hmac
+ * and bv_keys_verify may be called, and only for purposes made ready with bv_keys_prepare
+ * (typically at module init): creating a key needs a write of its own, which cannot nest
+ * (the call then fails with BV_EINTERNAL). */
 #ifndef BV_KEYS_KEYS_H
 #define BV_KEYS_KEYS_H
 
@@ -54,6 +59,14 @@ int bv_keys_verify(bv_keys_t *k, const char *kid, const void *data, size_t len, 
                    size_t sig_len);
 /* JWK set of every published public signing key (caller json_decref()s). */
 int bv_keys_jwks(bv_keys_t *k, json_t **out);
+
+#define BV_KEYS_AEAD 0x1u /* the field-encryption data key of a purpose */
+#define BV_KEYS_HMAC 0x2u /* the HMAC key of a purpose */
+/* Makes sure the keys of `purpose` named by `kinds` exist (creating version 1 if needed)
+ * and are unwrapped in the cache, so later calls do not need to write to the store. Call
+ * it at module init for every purpose a module uses inside write jobs.
+ * 0, BV_EINVALID, BV_EKEYSTORE, BV_EIO. */
+int bv_keys_prepare(bv_keys_t *k, const char *purpose, unsigned kinds);
 
 /* ---- Operator functions (admin commands; also callable from tests) ---- */
 
