@@ -7,7 +7,10 @@
 
 #include "audit/audit_module.h"
 #include "base/log.h"
+#include "identity/identity.h"
 #include "keys/keys_app.h"
+#include "ledger/ledger_module.h"
+#include "oauth/oauth.h"
 #include "ops/ops.h"
 
 /* The modules, in start-up order. A module adds one line here. */
@@ -15,6 +18,9 @@ static const bv_module_t modules[] = {
     {"ops", NULL, bv_ops_routes, NULL},
     {"keys", bv_keys_app_init, NULL, bv_keys_app_fini},
     {"audit", bv_audit_module_init, bv_audit_module_routes, bv_audit_module_fini},
+    {"ledger", bv_ledger_module_init, bv_ledger_module_routes, bv_ledger_module_fini},
+    {"identity", bv_identity_module_init, NULL, bv_identity_module_fini},
+    {"oauth", bv_oauth_module_init, bv_oauth_module_routes, bv_oauth_module_fini},
 };
 static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
 
@@ -23,6 +29,10 @@ const bv_admin_command_t bv_admin_commands[] = {
     {"db", "database status", bv_ops_admin_db},
     {"keys", "key store: list, rotate, rotate-master, rotate-signing, rewrap", bv_keys_admin_main},
     {"audit", "verify the audit chain / force a checkpoint", bv_audit_admin_main},
+    {"ledger", "verify the ledger invariants", bv_ledger_admin_main},
+    {"users", "users: create, list, lock, unlock, reset-password", bv_identity_admin_main},
+    {"clients", "OAuth clients: create, list, rotate-secret, delete", bv_oauth_admin_clients},
+    {"demo-seed", "register the demo SPA client and demo customer", bv_oauth_admin_demo_seed},
 };
 const size_t bv_n_admin_commands = sizeof(bv_admin_commands) / sizeof(bv_admin_commands[0]);
 

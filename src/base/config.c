@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "base/errors.h"
 
 typedef enum { T_STR, T_INT, T_LEVEL, T_HOSTPORT, T_ENUM } type_t;
@@ -23,6 +25,7 @@ typedef struct {
 } setting_t;
 
 #define S(f) offsetof(bv_config_t, f)
+#define NO_FIELD SIZE_MAX /* a module's setting: read with bv_config_int / bv_config_str */
 static const setting_t settings[] = {
     {"DATA_DIR", T_STR, S(data_dir), "./data", 0, 0, 0, NULL, "data directory (database, keys)"},
     {"HTTP_LISTEN", T_HOSTPORT, S(http_listen), "127.0.0.1:8080", 0, 0, 0, NULL, "plain HTTP listener, empty disables"},
@@ -30,7 +33,7 @@ static const setting_t settings[] = {
     {"TLS_CERT", T_STR, S(tls_cert), "", 0, 0, 0, NULL, "TLS certificate chain (PEM)"},
     {"TLS_KEY", T_STR, S(tls_key), "", 0, 0, 0, NULL, "TLS private key (PEM)"},
     {"THREADS", T_INT, S(threads), "0", 0, 256, 0, NULL, "event-loop threads, 0 = cores"},
-    {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "blocking worker threads, 0 = 2 x cores"},
+    {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "blocking worker threads, 0 = max(32, 8 x cores)"},
     {"LOG_LEVEL", T_LEVEL, S(log_level_name), "info", 0, 0, 0, NULL, "debug|info|warn|error"},
     {"ADMIN_TOKEN", T_STR, S(admin_token), "", 0, 0, 1, NULL, "bootstrap admin bearer token (>= 32 chars), empty disables"},
     {"CORS_ORIGINS", T_STR, S(cors_origins), "", 0, 0, 0, NULL, "comma-separated allowed CORS origins"},
@@ -46,9 +49,21 @@ static const setting_t settings[] = {
     {"PKCS11_TOKEN", T_STR, S(pkcs11_token), "", 0, 0, 0, NULL, "PKCS#11 token label"},
     {"PKCS11_PIN", T_STR, S(pkcs11_pin), "", 0, 0, 1, NULL, "PKCS#11 user PIN"},
     {"PKCS11_PIN_FILE", T_STR, S(pkcs11_pin_file), "", 0, 0, 0, NULL, "file holding the PKCS#11 user PIN"},
+    /* identity (issue 5) */
+    {"ARGON2_MEMORY_KIB", T_INT, NO_FIELD, "19456", 8192, 1048576, 0, NULL, "Argon2id memory per hash (KiB)"},
+    {"ARGON2_ITERATIONS", T_INT, NO_FIELD, "2", 1, 16, 0, NULL, "Argon2id passes"},
+    {"ARGON2_PARALLELISM", T_INT, NO_FIELD, "1", 1, 16, 0, NULL, "Argon2id lanes"},
+    {"LOGIN_MAX_FAILURES", T_INT, NO_FIELD, "5", 1, 1000, 0, NULL, "failed logins before an account is locked"},
+    {"LOGIN_IP_MAX_FAILURES", T_INT, NO_FIELD, "50", 1, 1000000, 0, NULL, "failed logins before a source IP is locked"},
+    {"LOGIN_FREE_FAILURES", T_INT, NO_FIELD, "2", 0, 1000, 0, NULL, "failures before progressive delays start"},
+    {"LOGIN_DELAY_MS", T_INT, NO_FIELD, "1000", 0, 3600000, 0, NULL, "first progressive delay"},
+    {"LOGIN_DELAY_MAX_MS", T_INT, NO_FIELD, "60000", 0, 86400000, 0, NULL, "largest progressive delay"},
+    {"LOGIN_LOCK_SECONDS", T_INT, NO_FIELD, "900", 1, 2592000, 0, NULL, "temporary lock after too many failures"},
 };
 #undef S
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+_Static_assert(sizeof(settings) / sizeof(settings[0]) <= sizeof(((bv_config_t *)0)->values) / sizeof(char *),
+               "bv_config_t.values is too small for the settings table");
 
 int bv_config_split_hostport(const char *s, char *host_out, int *port_out)
 {
@@ -85,7 +100,7 @@ int bv_config_split_hostport(const char *s, char *host_out, int *port_out)
 static int apply(bv_config_t *cfg, const setting_t *s, const char *value, const char *origin, char *err,
                  size_t errlen)
 {
-    char **strp = (char **)((char *)cfg + s->offset);
+    char **strp = &cfg->values[s - settings];
     switch (s->type) {
     case T_INT: {
         char *end;
@@ -96,8 +111,9 @@ static int apply(bv_config_t *cfg, const setting_t *s, const char *value, const 
                      (long long)s->min, (long long)s->max);
             return BV_ECONFIG;
         }
-        *(int64_t *)((char *)cfg + s->offset) = v;
-        return 0;
+        if (s->offset != NO_FIELD)
+            *(int64_t *)((char *)cfg + s->offset) = v;
+        break;
     }
     case T_LEVEL:
         if (bv_log_parse_level(value, &cfg->log_level) != 0) {
@@ -140,8 +156,12 @@ static int apply(bv_config_t *cfg, const setting_t *s, const char *value, const 
         snprintf(err, errlen, "out of memory");
         return BV_ECONFIG;
     }
+    if (*strp != NULL && s->secret)
+        OPENSSL_cleanse(*strp, strlen(*strp));
     free(*strp);
     *strp = dup;
+    if (s->type != T_INT && s->offset != NO_FIELD)
+        *(char **)((char *)cfg + s->offset) = dup; /* the typed field borrows the value */
     return 0;
 }
 
@@ -303,12 +323,10 @@ void bv_config_free(bv_config_t *cfg)
     if (cfg == NULL)
         return;
     for (size_t i = 0; i < N_SETTINGS; i++) {
-        if (settings[i].type == T_INT)
-            continue;
-        char **p = (char **)((char *)cfg + settings[i].offset);
-        if (*p != NULL && settings[i].secret)
-            memset(*p, 0, strlen(*p));
-        free(*p);
+        char *v = cfg->values[i];
+        if (v != NULL && settings[i].secret)
+            OPENSSL_cleanse(v, strlen(v));
+        free(v);
     }
     free(cfg);
 }
@@ -317,13 +335,24 @@ void bv_config_print(const bv_config_t *cfg, int fd)
 {
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting_t *s = &settings[i];
-        if (s->type == T_INT) {
-            dprintf(fd, "BOVEDA_%s=%lld\n", s->name, (long long)*(const int64_t *)((const char *)cfg + s->offset));
-        } else {
-            const char *v = *(char *const *)((const char *)cfg + s->offset);
-            dprintf(fd, "BOVEDA_%s=%s\n", s->name, s->secret && v[0] ? "********" : v);
-        }
+        const char *v = cfg->values[i];
+        dprintf(fd, "BOVEDA_%s=%s\n", s->name, s->secret && v[0] ? "********" : v);
     }
+}
+
+const char *bv_config_str(const bv_config_t *cfg, const char *name)
+{
+    const setting_t *s = find(name);
+    if (s == NULL) {
+        fprintf(stderr, "boveda: internal error: unknown setting %s\n", name);
+        abort();
+    }
+    return cfg->values[s - settings];
+}
+
+int64_t bv_config_int(const bv_config_t *cfg, const char *name)
+{
+    return strtoll(bv_config_str(cfg, name), NULL, 10); /* validated at load */
 }
 
 static int cores(void)
@@ -333,4 +362,11 @@ static int cores(void)
 }
 
 int bv_config_threads(const bv_config_t *cfg) { return cfg->threads > 0 ? (int)cfg->threads : cores(); }
-int bv_config_workers(const bv_config_t *cfg) { return cfg->workers > 0 ? (int)cfg->workers : 2 * cores(); }
+/* Workers mostly wait (on the group commit's fsync, the key store, outbound calls), so the
+ * default is many more than the cores. */
+int bv_config_workers(const bv_config_t *cfg)
+{
+    if (cfg->workers > 0)
+        return (int)cfg->workers;
+    return 8 * cores() > 32 ? 8 * cores() : 32;
+}

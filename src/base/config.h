@@ -19,7 +19,7 @@ typedef struct {
     char *tls_cert;        /* BOVEDA_TLS_CERT PEM path */
     char *tls_key;         /* BOVEDA_TLS_KEY PEM path (secret file) */
     int64_t threads;       /* BOVEDA_THREADS event-loop threads (0 = number of cores) */
-    int64_t workers;       /* BOVEDA_WORKERS blocking worker threads (0 = 2 x cores) */
+    int64_t workers;       /* BOVEDA_WORKERS blocking worker threads (0 = max(32, 8 x cores)) */
     bv_log_level_t log_level; /* BOVEDA_LOG_LEVEL */
     char *log_level_name;
     char *admin_token;     /* BOVEDA_ADMIN_TOKEN (secret; "" = admin credential disabled) */
@@ -37,6 +37,10 @@ typedef struct {
     char *pkcs11_token;    /* BOVEDA_PKCS11_TOKEN */
     char *pkcs11_pin;      /* BOVEDA_PKCS11_PIN (secret) */
     char *pkcs11_pin_file; /* BOVEDA_PKCS11_PIN_FILE */
+
+    /* Every setting's validated value as text, in table order (typed fields above borrow
+     * from here). Modules read their own settings with bv_config_int / bv_config_str. */
+    char *values[96];
 } bv_config_t;
 
 /* Loads defaults, then `file` (may be NULL), then the environment. On failure returns
@@ -50,6 +54,11 @@ void bv_config_print(const bv_config_t *cfg, int fd);
 
 /* Splits "host:port" / "[v6]:port"; host_out has room for 256 bytes. 0 or BV_EINVALID. */
 int bv_config_split_hostport(const char *s, char *host_out, int *port_out);
+
+/* Any setting by name without the BOVEDA_ prefix ("ARGON2_MEMORY_KIB"), as validated at
+ * load. An unknown name is a programming error and aborts. The string belongs to cfg. */
+const char *bv_config_str(const bv_config_t *cfg, const char *name);
+int64_t bv_config_int(const bv_config_t *cfg, const char *name);
 
 /* Effective counts with 0 resolved to the machine's core count. */
 int bv_config_threads(const bv_config_t *cfg);

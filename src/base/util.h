@@ -16,7 +16,8 @@ int64_t bv_mono_us(void);
 void bv_random(void *buf, size_t len);
 
 /* UUIDv7 (RFC 9562 §5.7) as a lower-case string into out[37]; monotonic within the process
- * (a 12-bit counter in rand_a orders ids created in the same millisecond). */
+ * (a 12-bit counter in rand_a orders ids created in the same millisecond). The random bits
+ * are unpredictable but ids are identifiers, not secrets: never use one as a token. */
 void bv_uuid7(char out[BV_UUID_STR_LEN + 1]);
 /* 1 if s is a canonical lower- or upper-case UUID string of any version, else 0. */
 int bv_uuid_valid(const char *s);

@@ -89,6 +89,7 @@ struct bv_http {
     pool_t *pool;
     _Atomic int64_t in_flight; /* requests received and not yet answered */
     int started, stopped;
+    int n_running; /* loop threads created (also on a failed start) */
     char *admin_token;
 };
 
@@ -547,6 +548,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(actx, sock);
 }
 
+/* SO_REUSEPORT would let a second Bóveda (or anything of the same user) share the port
+ * silently, so a fixed port is first claimed by a plain bind that fails when it is taken. */
+static int check_port_free(listener_conf_t *l)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, rc = 0;
+    if (fd < 0)
+        return BV_EIO;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (bind(fd, (struct sockaddr *)&l->addr, l->addr_len) != 0) {
+        bv_log_error("cannot listen", "\"address\":\"%s:%d\",\"error\":\"%s\"", l->host, l->port, strerror(errno));
+        rc = BV_EIO;
+    }
+    close(fd);
+    return rc;
+}
+
 static int open_listener(listener_conf_t *l, int *fd_out)
 {
     int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
@@ -798,6 +815,9 @@ int bv_http_start(bv_http_t *srv)
         for (size_t i = 0; i < srv->n_listeners; i++)
             th->listen_fds[i] = -1;
     }
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        if (srv->listeners[i].port != 0 && (rc = check_port_free(&srv->listeners[i])) != 0)
+            return rc;
     for (int t = 0; t < srv->n_threads; t++) {
         thread_t *th = &srv->threads[t];
         for (size_t i = 0; i < srv->n_listeners; i++)
@@ -824,6 +844,7 @@ int bv_http_start(bv_http_t *srv)
     for (int t = 0; t < srv->n_threads; t++) {
         if (pthread_create(&srv->threads[t].tid, NULL, thread_main, &srv->threads[t]) != 0)
             return BV_EINTERNAL;
+        srv->n_running++;
     }
     srv->started = 1;
     for (size_t i = 0; i < srv->n_listeners; i++)
@@ -842,10 +863,25 @@ static void post_control(thread_t *th, int kind)
     h2o_multithread_send_message(&th->receiver, &m->super);
 }
 
+/* Stops what a start that failed half-way left running: loop threads and the pool. */
+static void stop_partial(bv_http_t *srv)
+{
+    for (int t = 0; t < srv->n_running; t++)
+        post_control(&srv->threads[t], 2);
+    for (int t = 0; t < srv->n_running; t++)
+        pthread_join(srv->threads[t].tid, NULL);
+    srv->n_running = 0;
+    pool_stop(srv->pool);
+}
+
 void bv_http_stop(bv_http_t *srv)
 {
-    if (srv == NULL || !srv->started || srv->stopped)
+    if (srv == NULL || srv->stopped)
         return;
+    if (!srv->started) {
+        stop_partial(srv);
+        return;
+    }
     srv->stopped = 1;
     bv_log_info("stopping", "\"in_flight\":%lld", (long long)atomic_load(&srv->in_flight));
     for (int t = 0; t < srv->n_threads; t++)
@@ -862,12 +898,15 @@ void bv_http_stop(bv_http_t *srv)
         post_control(&srv->threads[t], 2);
     for (int t = 0; t < srv->n_threads; t++)
         pthread_join(srv->threads[t].tid, NULL);
+    srv->n_running = 0;
 }
 
 void bv_http_free(bv_http_t *srv)
 {
     if (srv == NULL)
         return;
+    if (!srv->stopped && !srv->started)
+        stop_partial(srv);
     if (srv->threads != NULL) {
         for (int t = 0; t < srv->n_threads; t++) {
             thread_t *th = &srv->threads[t];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -60,6 +61,10 @@ struct bv_store {
     conn_t *writer;
     pthread_t writer_thread;
     int writer_started;
+    conn_t *checkpointer; /* own connection: copies the WAL back off the writer's path */
+    pthread_t checkpoint_thread;
+    int checkpoint_started;
+    pthread_cond_t checkpoint_cond; /* its own: the writer's cond must only wake the writer */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     job_t *head, *tail;
@@ -141,7 +146,10 @@ static int conn_open(bv_store_t *st, int writer, conn_t **out)
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA busy_timeout=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
              "PRAGMA foreign_keys=ON; PRAGMA cache_size=-%d; %s",
-             st->busy_timeout_ms, writer ? 65536 : 16384, writer ? "" : "PRAGMA query_only=1;");
+             st->busy_timeout_ms, writer ? 65536 : 16384,
+             /* The checkpointer thread keeps the WAL short; the writer checkpoints itself only
+              * as a backstop when the WAL passes ~200 MB. */
+             writer ? "PRAGMA wal_autocheckpoint=50000;" : "PRAGMA query_only=1;");
     if (sqlite3_exec(c->db, pragmas, NULL, NULL, &err) != SQLITE_OK) {
         bv_log_error("cannot configure database", "\"error\":\"%s\"", err ? err : "?");
         sqlite3_free(err);
@@ -441,6 +449,31 @@ int bv_store_write(bv_store_t *st, bv_tx_fn fn, void *arg)
     return job.rc;
 }
 
+/* ---- the checkpointer ---- */
+static void *checkpoint_main(void *arg)
+{
+    bv_store_t *st = arg;
+    pthread_mutex_lock(&st->mu);
+    while (!st->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&st->checkpoint_cond, &st->mu, &ts);
+        if (st->stopping)
+            break;
+        pthread_mutex_unlock(&st->mu);
+        int log_frames = 0, done = 0;
+        sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
 /* ---- readers ---- */
 static conn_t *reader(bv_store_t *st)
 {
@@ -497,6 +530,7 @@ int bv_store_open(const bv_store_options_t *opt, bv_store_t **out)
     st->busy_timeout_ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
+    pthread_cond_init(&st->checkpoint_cond, NULL);
     st->id = atomic_fetch_add(&next_store_id, 1);
     if (st->path == NULL)
         goto out;
@@ -507,6 +541,14 @@ int bv_store_open(const bv_store_options_t *opt, bv_store_t **out)
         goto out;
     }
     st->writer_started = 1;
+    if ((rc = conn_open(st, 0, &st->checkpointer)) != 0)
+        goto out;
+    sqlite3_exec(st->checkpointer->db, "PRAGMA query_only=0", NULL, NULL, NULL);
+    if (pthread_create(&st->checkpoint_thread, NULL, checkpoint_main, st) != 0) {
+        rc = BV_EIO;
+        goto out;
+    }
+    st->checkpoint_started = 1;
     rc = 0;
 out:
     if (rc != 0)
@@ -523,9 +565,15 @@ void bv_store_close(bv_store_t *st)
     pthread_mutex_lock(&st->mu);
     st->stopping = 1;
     pthread_cond_broadcast(&st->cond);
+    pthread_cond_broadcast(&st->checkpoint_cond);
     pthread_mutex_unlock(&st->mu);
     if (st->writer_started)
         pthread_join(st->writer_thread, NULL);
+    if (st->checkpoint_started)
+        pthread_join(st->checkpoint_thread, NULL);
+    conn_close(st->checkpointer);
+    if (st->writer != NULL) /* leave a short WAL behind */
+        sqlite3_wal_checkpoint_v2(st->writer->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     conn_close(st->writer);
     conn_t *r = st->readers;
     while (r != NULL) {
@@ -535,6 +583,7 @@ void bv_store_close(bv_store_t *st)
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cond);
+    pthread_cond_destroy(&st->checkpoint_cond);
     free(st->path);
     free(st);
 }

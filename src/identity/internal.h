@@ -1,0 +1,15 @@
+/* Private to src/identity/. */
+#ifndef BV_IDENTITY_INTERNAL_H
+#define BV_IDENTITY_INTERNAL_H
+
+#include "identity/identity.h"
+
+struct bv_identity {
+    bv_store_t *store;
+    bv_identity_options_t opt;
+    /* Argon2id hash of a random password with the configured cost: unknown users are
+     * verified against it so that they cost the same work as known ones. */
+    char dummy_phc[BV_IDENTITY_PHC_MAX + 1];
+};
+
+#endif
