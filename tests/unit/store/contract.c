@@ -157,7 +157,7 @@ static void test_failing_job_leaves_batch_committed(void **state)
         else if (i % 4 == 0)
             w[i].in.fail_after_insert = BV_EINSUFFICIENT_FUNDS;
         else if (i % 9 == 0)
-            w[i].in.name = names[1]; /* unique violation inside the batch */
+            w[i].in.name = names[0]; /* unique violation: item 0 committed before the batch */
     }
     assert_int_equal(pthread_create(&t[0], NULL, writer_thread, &w[0]), 0);
     usleep(50000);
