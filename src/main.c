@@ -9,6 +9,7 @@
 #include "app/app.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "queue/queue.h"
 
 typedef struct {
     const char *name;
@@ -23,6 +24,7 @@ static int cmd_migrate(bv_config_t *cfg, int argc, char **argv);
 static int cmd_version(bv_config_t *cfg, int argc, char **argv);
 static int cmd_config(bv_config_t *cfg, int argc, char **argv);
 static int cmd_admin(bv_config_t *cfg, int argc, char **argv);
+static int cmd_worker(bv_config_t *cfg, int argc, char **argv);
 static int cmd_help(bv_config_t *cfg, int argc, char **argv);
 
 static const command_t commands[] = {
@@ -32,6 +34,12 @@ static const command_t commands[] = {
      "HTTP (and HTTPS when BOVEDA_HTTPS_LISTEN is set) until SIGTERM or SIGINT, when it stops\n"
      "accepting, finishes in-flight requests (bounded by BOVEDA_SHUTDOWN_TIMEOUT_MS) and exits 0.\n",
      cmd_serve, 1},
+    {"worker", "run queue consumers only (no HTTP): boveda worker [--only NAME[,NAME]]",
+     "boveda [--config FILE] worker [--only NAME[,NAME]]\n\n"
+     "Runs the background consumers (e.g. notify-email, notify-sms, or the group notify) without\n"
+     "serving HTTP, for scale-out. Stops gracefully on SIGTERM/SIGINT, returning unfinished\n"
+     "messages to their queues.\n",
+     cmd_worker, 1},
     {"migrate", "apply pending database migrations and exit",
      "boveda [--config FILE] migrate\n\nApplies every embedded migration not yet recorded; idempotent.\n", cmd_migrate,
      1},
@@ -130,6 +138,15 @@ static int cmd_admin(bv_config_t *cfg, int argc, char **argv)
     fprintf(stderr, "boveda: unknown admin group '%s'\n", argv[1]);
     admin_usage(stderr);
     return 2;
+}
+
+static int cmd_worker(bv_config_t *cfg, int argc, char **argv)
+{
+    bv_app_t app;
+    int rc = bv_app_open(&app, cfg, 0);
+    int status = rc == 0 ? bv_queue_worker_main(&app, argc, argv) : 1;
+    bv_app_close(&app);
+    return status;
 }
 
 static int cmd_serve(bv_config_t *cfg, int argc, char **argv)

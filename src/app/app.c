@@ -11,7 +11,9 @@
 #include "keys/keys_app.h"
 #include "ledger/ledger_module.h"
 #include "oauth/oauth.h"
+#include "notify/notify.h"
 #include "ops/ops.h"
+#include "queue/queue.h"
 
 /* The modules, in start-up order. A module adds one line here. */
 static const bv_module_t modules[] = {
@@ -21,6 +23,8 @@ static const bv_module_t modules[] = {
     {"ledger", bv_ledger_module_init, bv_ledger_module_routes, bv_ledger_module_fini},
     {"identity", bv_identity_module_init, NULL, bv_identity_module_fini},
     {"oauth", bv_oauth_module_init, bv_oauth_module_routes, bv_oauth_module_fini},
+    {"notify", bv_notify_module_init, bv_notify_module_routes, bv_notify_module_fini},
+    {"queue", bv_queue_module_init, bv_queue_module_routes, bv_queue_module_fini},
 };
 static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
 
@@ -33,6 +37,8 @@ const bv_admin_command_t bv_admin_commands[] = {
     {"users", "users: create, list, lock, unlock, reset-password", bv_identity_admin_main},
     {"clients", "OAuth clients: create, list, rotate-secret, delete", bv_oauth_admin_clients},
     {"demo-seed", "register the demo SPA client and demo customer", bv_oauth_admin_demo_seed},
+    {"queues", "queues: list, peek, redrive, purge", bv_queue_admin_main},
+    {"notify", "notifications: log, replay, test", bv_notify_admin_main},
 };
 const size_t bv_n_admin_commands = sizeof(bv_admin_commands) / sizeof(bv_admin_commands[0]);
 
