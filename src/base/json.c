@@ -160,6 +160,10 @@ int bv_json_decode(const char *body, size_t len, const bv_json_field_t *fields, 
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (root == NULL) {
         if (err != NULL) {
+            /* jansson's text may quote the input ("... near 'xyz'"): keep only the reason */
+            char *near = strstr(jerr.text, " near ");
+            if (near != NULL)
+                *near = '\0';
             err->field[0] = '\0';
             snprintf(err->detail, sizeof(err->detail), "JSON syntax error at line %d, column %d (byte %d): %.100s",
                      jerr.line, jerr.column, jerr.position, jerr.text);

@@ -190,8 +190,12 @@ static void emit(thread_t *th, h2o_req_t *req, bv_call_t *c, route_metrics_t *m,
     h2o_add_header(pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0, NULL, H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL, H2O_STRLIT("no-referrer"));
-    h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
-                          H2O_STRLIT("frame-ancestors 'none'"));
+    int own_csp = 0;
+    for (size_t i = 0; i < c->n_resp_headers; i++)
+        own_csp |= strcmp(c->resp_headers[i].name, "content-security-policy") == 0;
+    if (!own_csp) /* a handler's own policy (HTML pages) must include frame-ancestors itself */
+        h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("content-security-policy"), 0, NULL,
+                              H2O_STRLIT("frame-ancestors 'none'"));
     if (c->tls)
         h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("strict-transport-security"), 0, NULL,
                               H2O_STRLIT("max-age=63072000; includeSubDomains"));
@@ -796,6 +800,15 @@ int bv_http_start(bv_http_t *srv)
 {
     int rc;
     srv->n_threads = bv_config_threads(srv->cfg);
+    /* h2o refuses larger bodies from their Content-Length before reading them: no route
+     * takes more than its own limit, and none more than BOVEDA_MAX_BODY. */
+    size_t largest = 0;
+    for (size_t i = 0; i < srv->router.n; i++)
+        if (srv->router.entries[i].route->body_limit > largest)
+            largest = srv->router.entries[i].route->body_limit;
+    srv->globalconf.max_request_entity_size = largest < (size_t)srv->cfg->max_body ? largest : (size_t)srv->cfg->max_body;
+    if (srv->globalconf.max_request_entity_size == 0)
+        srv->globalconf.max_request_entity_size = 1;
     srv->metrics = calloc(srv->router.n + 1, sizeof(route_metrics_t));
     srv->threads = calloc((size_t)srv->n_threads, sizeof(thread_t));
     if (srv->metrics == NULL || srv->threads == NULL)

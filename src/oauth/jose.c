@@ -345,8 +345,10 @@ int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, json_t *claims,
         pthread_mutex_lock(&o->mu);
         snprintf(slot, 64, "%s", used);
         pthread_mutex_unlock(&o->mu);
-        if (o->validator != NULL)
-            keycache_poke(&o->validator->kc); /* a key we have not cached yet, perhaps */
+        /* A kid we had not signed with before (first key, or a rotation): reload the
+         * validator's cache now, on this worker, so the token we return validates at once. */
+        if (o->validator != NULL && keycache_refresh(&o->validator->kc) != 0)
+            keycache_poke(&o->validator->kc);
         rc = BV_EKEYSTORE;
     }
     if (rc != 0)

@@ -499,10 +499,11 @@ void oauth_on_login(bv_call_t *c)
         render_step(c, 200, loc, &cl, &t, csrf, step_now, NULL, NULL, 0);
         goto out;
     }
+    /* lr outlives the step blocks: adv.user_id points into it until the transaction advances */
+    bv_login_result_t lr;
     advance_arg_t adv = {.t = &t, .step = step_now};
     if (strcmp(step_now, "password") == 0) {
         const char *username = oauth_form_get(&f, "username"), *password = oauth_form_get(&f, "password");
-        bv_login_result_t lr;
         if (username == NULL || password == NULL || username[0] == '\0') {
             render_step(c, 400, loc, &cl, &t, csrf, step_now, username, "invalid", 0);
             goto out;

@@ -154,9 +154,11 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Takes ownership of j. */
 static char *b64json(json_t *j)
 {
     char *s = bv_json_dump(j);
+    json_decref(j);
     char *out = malloc(strlen(s) * 4 / 3 + 4);
     oauth_b64url_encode(s, strlen(s), out);
     free(s);
@@ -177,8 +179,6 @@ static char *make_token(fx_t *f, const char *sign_alg, json_t *header, json_t *p
     free(p);
     free(sb);
     bv_buf_free(&sig);
-    json_decref(header);
-    json_decref(payload);
     return in.data;
 }
 
