@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,7 @@ struct bv_http {
     _Atomic int64_t in_flight; /* requests received and not yet answered */
     int started, stopped;
     int n_running; /* loop threads created (also on a failed start) */
+    sem_t threads_ready; /* posted by each loop thread once it can receive messages */
     char *admin_token;
 };
 
@@ -596,10 +598,23 @@ static int open_listener(listener_conf_t *l, int *fd_out)
     return 0;
 }
 
+/* Everything h2o of a loop is created on the loop's own thread: h2o keeps per-thread
+ * state (the socket buffers' recycling allocator is __thread), and an object made on one
+ * thread and used on another would return its memory to the wrong thread's free list. */
 static void *thread_main(void *arg)
 {
     thread_t *th = arg;
     bv_http_t *srv = th->srv;
+    th->loop = h2o_evloop_create();
+    h2o_context_init(&th->ctx, th->loop, &srv->globalconf);
+    for (size_t i = 0; i < srv->n_listeners; i++) {
+        th->accept_ctx[i].ctx = &th->ctx;
+        th->accept_ctx[i].hosts = srv->globalconf.hosts;
+        th->accept_ctx[i].ssl_ctx = srv->listeners[i].tls ? srv->ssl_ctx : NULL;
+    }
+    th->queue = h2o_multithread_create_queue(th->loop);
+    h2o_multithread_register_receiver(th->queue, &th->receiver, on_message);
+    sem_post(&srv->threads_ready); /* from here on messages may be posted to this loop */
     for (size_t i = 0; i < srv->n_listeners; i++) {
         th->listeners[i] = h2o_evloop_socket_create(th->loop, th->listen_fds[i], H2O_SOCKET_FLAG_DONT_READ);
         th->listeners[i]->data = &th->accept_ctx[i];
@@ -607,7 +622,12 @@ static void *thread_main(void *arg)
     }
     while (!th->exit_loop)
         h2o_evloop_run(th->loop, 100);
+    /* no worker posts any more (the pool is joined before the exit message is sent) */
     close_listeners(th);
+    h2o_multithread_unregister_receiver(th->queue, &th->receiver);
+    h2o_multithread_destroy_queue(th->queue);
+    th->queue = NULL;
+    h2o_evloop_run(th->loop, 0); /* completes the deferred socket closes on this thread */
     return NULL;
 }
 
@@ -665,6 +685,7 @@ int bv_http_create(const bv_config_t *cfg, bv_http_t **out)
     if (srv == NULL)
         return BV_ENOMEM;
     srv->cfg = cfg;
+    sem_init(&srv->threads_ready, 0, 0);
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("boveda"));
     srv->globalconf.max_request_entity_size = (size_t)cfg->max_body;
@@ -836,15 +857,6 @@ int bv_http_start(bv_http_t *srv)
         for (size_t i = 0; i < srv->n_listeners; i++)
             if ((rc = open_listener(&srv->listeners[i], &th->listen_fds[i])) != 0)
                 return rc;
-        th->loop = h2o_evloop_create();
-        h2o_context_init(&th->ctx, th->loop, &srv->globalconf);
-        for (size_t i = 0; i < srv->n_listeners; i++) {
-            th->accept_ctx[i].ctx = &th->ctx;
-            th->accept_ctx[i].hosts = srv->globalconf.hosts;
-            th->accept_ctx[i].ssl_ctx = srv->listeners[i].tls ? srv->ssl_ctx : NULL;
-        }
-        th->queue = h2o_multithread_create_queue(th->loop);
-        h2o_multithread_register_receiver(th->queue, &th->receiver, on_message);
     }
     for (size_t i = 0; i < srv->n_listeners; i++) {
         listener_conf_t *l = &srv->listeners[i];
@@ -859,6 +871,9 @@ int bv_http_start(bv_http_t *srv)
             return BV_EINTERNAL;
         srv->n_running++;
     }
+    for (int t = 0; t < srv->n_threads; t++)
+        while (sem_wait(&srv->threads_ready) != 0)
+            ;
     srv->started = 1;
     for (size_t i = 0; i < srv->n_listeners; i++)
         bv_log_info("listening", "\"url\":\"%s\",\"tls\":%s,\"threads\":%d", srv->listeners[i].url,
@@ -879,6 +894,9 @@ static void post_control(thread_t *th, int kind)
 /* Stops what a start that failed half-way left running: loop threads and the pool. */
 static void stop_partial(bv_http_t *srv)
 {
+    for (int t = 0; t < srv->n_running; t++) /* each must be able to receive first */
+        while (sem_wait(&srv->threads_ready) != 0)
+            ;
     for (int t = 0; t < srv->n_running; t++)
         post_control(&srv->threads[t], 2);
     for (int t = 0; t < srv->n_running; t++)
@@ -920,18 +938,9 @@ void bv_http_free(bv_http_t *srv)
         return;
     if (!srv->stopped && !srv->started)
         stop_partial(srv);
-    if (srv->threads != NULL) {
-        for (int t = 0; t < srv->n_threads; t++) {
-            thread_t *th = &srv->threads[t];
-            if (th->queue != NULL) {
-                h2o_multithread_unregister_receiver(th->queue, &th->receiver);
-                h2o_multithread_destroy_queue(th->queue);
-            }
-            /* The context and evloop are not disposed: idle keep-alive connections still
-             * reference them (h2o asserts on disposing a context with live timers) and the
-             * process is about to exit. */
-        }
-    }
+    /* Each loop thread destroyed its own queue. The contexts and evloops are not disposed:
+     * idle keep-alive connections still reference them (h2o asserts on disposing a context
+     * with live timers) and the process is about to exit. */
     pool_free(srv->pool);
     router_free(&srv->router);
     for (size_t i = 0; i < srv->n_cors_origins; i++)
@@ -945,6 +954,7 @@ void bv_http_free(bv_http_t *srv)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->metrics);
     free(srv->threads);
+    sem_destroy(&srv->threads_ready);
     h2o_config_dispose(&srv->globalconf);
     free(srv);
 }
