@@ -7,6 +7,7 @@
 
 #include "audit/audit_internal.h"
 #include "audit/audit_module.h"
+#include "base/base64.h"
 #include "base/log.h"
 
 #define DEFAULT_LIMIT 50
@@ -14,44 +15,25 @@
 
 /* ---- cursors: base64url (no padding) of the 8-byte big-endian seq of the last item ---- */
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 void bv_audit_cursor_encode(int64_t seq, char out[BV_AUDIT_CURSOR_LEN + 1])
 {
-    unsigned char b[9] = {0}; /* 8 bytes + 1 zero pad so the last group is whole */
-    size_t o = 0;
+    unsigned char b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)((uint64_t)seq >> (56 - 8 * i));
-    for (size_t i = 0; i < 9; i += 3) {
-        uint32_t v = ((uint32_t)b[i] << 16) | ((uint32_t)b[i + 1] << 8) | b[i + 2];
-        for (int k = 3; k >= 0; k--)
-            if (o < BV_AUDIT_CURSOR_LEN)
-                out[o++] = b64url[(v >> (6 * k)) & 63];
-    }
-    out[BV_AUDIT_CURSOR_LEN] = '\0';
+    bv_b64_encode(BV_B64_URL, b, sizeof(b), out); /* 8 bytes: exactly 11 characters */
 }
 
 int bv_audit_cursor_decode(const char *s, int64_t *seq_out)
 {
-    char again[BV_AUDIT_CURSOR_LEN + 1];
+    unsigned char b[8];
     uint64_t acc = 0;
-    if (s == NULL || strlen(s) != BV_AUDIT_CURSOR_LEN)
+    /* canonical decoding: the two spare bits of the last character must be zero */
+    if (s == NULL || strlen(s) != BV_AUDIT_CURSOR_LEN ||
+        bv_b64_decode(BV_B64_URL, s, BV_AUDIT_CURSOR_LEN, b, 8) != 8)
         return BV_EINVALID;
-    /* 11 sextets = 66 bits: the 64-bit value followed by two zero bits */
-    unsigned __int128 bits = 0;
-    for (size_t i = 0; i < BV_AUDIT_CURSOR_LEN; i++) {
-        const char *p = memchr(b64url, s[i], 64);
-        if (s[i] == '\0' || p == NULL)
-            return BV_EINVALID;
-        bits = (bits << 6) | (unsigned)(p - b64url);
-    }
-    if ((bits & 3) != 0)
-        return BV_EINVALID;
-    acc = (uint64_t)(bits >> 2);
+    for (int i = 0; i < 8; i++)
+        acc = acc << 8 | b[i];
     if (acc == 0 || acc > (uint64_t)INT64_MAX)
-        return BV_EINVALID;
-    bv_audit_cursor_encode((int64_t)acc, again);
-    if (strcmp(again, s) != 0)
         return BV_EINVALID;
     *seq_out = (int64_t)acc;
     return 0;

@@ -308,6 +308,42 @@ char *bv_arena_strndup(bv_arena_t *a, const char *s, size_t len)
     return p;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *bv_url_decode(bv_arena_t *a, const char *s, size_t len, int plus_is_space)
+{
+    char *out = bv_arena_alloc(a, len + 1);
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int h, l;
+            if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0 || h + l == 0)
+                return NULL;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (s[i] == '+' && plus_is_space) {
+            out[o++] = ' ';
+        } else if (s[i] == '\0') {
+            return NULL;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void bv_arena_free(bv_arena_t *a)
 {
     bv_arena_chunk_t *c = a->head;

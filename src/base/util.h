@@ -55,6 +55,10 @@ typedef struct {
 } bv_arena_t;
 void *bv_arena_alloc(bv_arena_t *a, size_t len);
 char *bv_arena_strndup(bv_arena_t *a, const char *s, size_t len);
+
+/* Percent-decodes s[0..len) (RFC 3986 §2.1) into the arena; `plus_is_space` for form and
+ * query encoding. NULL on a malformed escape or an encoded or raw NUL. */
+char *bv_url_decode(bv_arena_t *a, const char *s, size_t len, int plus_is_space);
 void bv_arena_free(bv_arena_t *a);
 
 #endif

@@ -36,7 +36,7 @@ const char *bv_call_query(bv_call_t *c, const char *name)
         if (klen == nl && memcmp(q, name, nl) == 0) {
             if (eq == NULL)
                 return "";
-            return url_decode(&c->arena, eq + 1, len - klen - 1, 1);
+            return bv_url_decode(&c->arena, eq + 1, len - klen - 1, 1);
         }
         q = amp ? amp + 1 : NULL;
     }

@@ -32,9 +32,6 @@ void router_free(router_t *r);
 match_t router_match(const router_t *r, const char *method, size_t method_len, const char *path, size_t path_len,
                      bv_arena_t *arena, const route_entry_t **out, bv_header_t *params, size_t *n_params,
                      char *allow, size_t allow_len);
-/* Percent-decodes s[0..len) into the arena; NULL on malformed escapes or embedded NUL.
- * `plus_is_space` for query strings. */
-char *url_decode(bv_arena_t *a, const char *s, size_t len, int plus_is_space);
 
 /* ---- worker pool ---- */
 typedef struct pool pool_t;

@@ -48,43 +48,6 @@ void router_free(router_t *r)
     r->n = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-char *url_decode(bv_arena_t *a, const char *s, size_t len, int plus_is_space)
-{
-    char *out = bv_arena_alloc(a, len + 1);
-    size_t o = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int h, l;
-            if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0)
-                return NULL;
-            char c = (char)(h * 16 + l);
-            if (c == '\0')
-                return NULL;
-            out[o++] = c;
-            i += 2;
-        } else if (s[i] == '+' && plus_is_space) {
-            out[o++] = ' ';
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* Splits the raw path into segments (at most 32); returns the count or -1. */
 static int split(const char *path, size_t len, const char **segs, size_t *lens, int max)
 {
@@ -152,7 +115,7 @@ match_t router_match(const router_t *r, const char *method, size_t method_len, c
                 continue;
             if (*n_params == BV_MAX_PARAMS)
                 return MATCH_NO_PATH;
-            char *v = url_decode(arena, segs[j], lens[j], 0);
+            char *v = bv_url_decode(arena, segs[j], lens[j], 0);
             if (v == NULL)
                 return MATCH_NO_PATH;
             size_t pl = strlen(ps);

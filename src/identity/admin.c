@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "identity/internal.h"
@@ -22,28 +23,6 @@ static void usage(FILE *f)
         "  unlock (--username U | --id ID)     make it active and clear failed-login locks\n"
         "  reset-password (--username U | --id ID) [--password-stdin]\n"
         "statuses: pending_onboarding, active, locked, disabled\n");
-}
-
-static const char *opt(int argc, char **argv, const char *name, int *bad)
-{
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) {
-                *bad = 1;
-                return NULL;
-            }
-            return argv[i + 1];
-        }
-    }
-    return NULL;
-}
-
-static int has_flag(int argc, char **argv, const char *name)
-{
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return 1;
-    return 0;
 }
 
 /* Rejects unknown options: every argv[i] from 2 must be a known flag or a known option
@@ -119,7 +98,7 @@ static void generate_password(char out[21])
 static int obtain_password(int argc, char **argv, char *buf, size_t n, size_t *len, int *generated)
 {
     *generated = 0;
-    if (has_flag(argc, argv, "--password-stdin")) {
+    if (bv_cli_flag(argc, argv, "--password-stdin")) {
         ssize_t l = read_password(buf, n);
         if (l <= 0) {
             fprintf(stderr, "boveda: no password on standard input\n");
@@ -161,7 +140,7 @@ static void print_user(const bv_identity_user_t *u, int json, const char *passwo
 static int resolve(bv_identity_t *id, int argc, char **argv, bv_identity_user_t *u)
 {
     int bad = 0;
-    const char *uid = opt(argc, argv, "--id", &bad), *un = opt(argc, argv, "--username", &bad);
+    const char *uid = bv_cli_opt(argc, argv, "--id", &bad), *un = bv_cli_opt(argc, argv, "--username", &bad);
     if (bad || (uid == NULL) == (un == NULL)) {
         fprintf(stderr, "boveda: give exactly one of --id ID or --username U\n");
         return 2;
@@ -185,9 +164,10 @@ static int cmd_create(bv_identity_t *id, int argc, char **argv)
     const char *field = NULL;
     if (check_args(argc, argv, opts, flags) != 0)
         return 2;
-    bv_identity_new_user_t req = {opt(argc, argv, "--username", &bad), opt(argc, argv, "--email", &bad),
-                                  opt(argc, argv, "--phone", &bad), opt(argc, argv, "--name", &bad),
-                                  opt(argc, argv, "--status", &bad)};
+    bv_identity_new_user_t req = {
+        bv_cli_opt(argc, argv, "--username", &bad), bv_cli_opt(argc, argv, "--email", &bad),
+        bv_cli_opt(argc, argv, "--phone", &bad), bv_cli_opt(argc, argv, "--name", &bad),
+        bv_cli_opt(argc, argv, "--status", &bad)};
     if (bad || req.username == NULL) {
         usage(stderr);
         return 2;
@@ -202,7 +182,7 @@ static int cmd_create(bv_identity_t *id, int argc, char **argv)
             fail("users create", rc, field);
         goto out;
     }
-    print_user(&u, has_flag(argc, argv, "--json"), generated ? pw : NULL);
+    print_user(&u, bv_cli_flag(argc, argv, "--json"), generated ? pw : NULL);
     status = 0;
 out:
     OPENSSL_cleanse(pw, sizeof(pw));
@@ -213,8 +193,9 @@ static int cmd_list(bv_identity_t *id, int argc, char **argv)
 {
     static const char *const opts[] = {"--after", "--limit", NULL};
     static const char *const flags[] = {"--json", NULL};
-    int bad = 0, json = has_flag(argc, argv, "--json");
-    const char *after = opt(argc, argv, "--after", &bad), *lim = opt(argc, argv, "--limit", &bad);
+    int bad = 0, json = bv_cli_flag(argc, argv, "--json");
+    const char *after = bv_cli_opt(argc, argv, "--after", &bad),
+               *lim = bv_cli_opt(argc, argv, "--limit", &bad);
     int limit = lim != NULL ? atoi(lim) : 1000;
     bv_identity_user_t *items = NULL;
     size_t n = 0;
@@ -256,7 +237,7 @@ static int cmd_status(bv_identity_t *id, int argc, char **argv, const char *to)
         return fail(argv[1], rc, NULL);
     if ((rc = bv_identity_user_get(id, u.id, &u)) != 0)
         return fail(argv[1], rc, NULL);
-    print_user(&u, has_flag(argc, argv, "--json"), NULL);
+    print_user(&u, bv_cli_flag(argc, argv, "--json"), NULL);
     return 0;
 }
 
@@ -278,7 +259,7 @@ static int cmd_reset(bv_identity_t *id, int argc, char **argv)
         fail("users reset-password", rc, NULL);
         goto out;
     }
-    print_user(&u, has_flag(argc, argv, "--json"), generated ? pw : NULL);
+    print_user(&u, bv_cli_flag(argc, argv, "--json"), generated ? pw : NULL);
     status = 0;
 out:
     OPENSSL_cleanse(pw, sizeof(pw));

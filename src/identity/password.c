@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/base64.h"
 #include "base/errors.h"
 #include "identity/identity.h"
 
@@ -37,61 +38,16 @@ static void on_free(uint8_t *memory, size_t bytes)
         munmap(memory, bytes);
 }
 
-/* ---- base64 without padding (the PHC alphabet is standard base64) ---- */
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/* PHC strings carry standard-alphabet base64 without padding (base/base64.h). */
 static size_t b64_encode(const unsigned char *in, size_t len, char *out)
 {
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-        out[o++] = b64[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64[v >> 18];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = b64[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64_val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64, c) : NULL;
-    return p != NULL ? (int)(p - b64) : -1;
+    return bv_b64_encode(BV_B64_STD, in, len, out);
 }
 
 /* Decodes exactly `want` bytes from s[0..len); 0 or -1. */
 static int b64_decode(const char *s, size_t len, unsigned char *out, size_t want)
 {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    if (len != (want * 8 + 5) / 6)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val(s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o < want)
-                out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    return o == want && acc == 0 ? 0 : -1; /* leftover bits must be zero (canonical) */
+    return bv_b64_decode(BV_B64_STD, s, len, out, want) == (ssize_t)want ? 0 : -1;
 }
 
 typedef struct {

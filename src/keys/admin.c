@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cli.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "keys/keys_app.h"
@@ -34,29 +35,6 @@ static void usage(FILE *f)
                "  rewrap [--batch N]                re-encrypt stored fields under the newest versions\n");
 }
 
-/* Value of `--name V` in argv[from..], NULL if absent; *bad set when given without value. */
-static const char *opt(int argc, char **argv, const char *name, int *bad)
-{
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) {
-                *bad = 1;
-                return NULL;
-            }
-            return argv[i + 1];
-        }
-    }
-    return NULL;
-}
-
-static int has_flag(int argc, char **argv, const char *name)
-{
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return 1;
-    return 0;
-}
-
 static int fail(const char *what, int rc)
 {
     fprintf(stderr, "boveda: %s failed: %s (%s)\n", what, bv_err_title(rc), bv_err_name(rc));
@@ -69,7 +47,7 @@ static int cmd_list(bv_app_t *app, int argc, char **argv)
     int rc = bv_keys_list(app->keys, &inv);
     if (rc != 0)
         return fail("keys list", rc);
-    if (has_flag(argc, argv, "--json")) {
+    if (bv_cli_flag(argc, argv, "--json")) {
         char *s = bv_json_dump(inv);
         printf("%s\n", s != NULL ? s : "{}");
         free(s);
@@ -118,7 +96,7 @@ int bv_keys_admin_main(bv_app_t *app, int argc, char **argv)
     if (strcmp(cmd, "list") == 0)
         return cmd_list(app, argc, argv);
     if (strcmp(cmd, "rotate") == 0) {
-        const char *purpose = opt(argc, argv, "--purpose", &bad);
+        const char *purpose = bv_cli_opt(argc, argv, "--purpose", &bad);
         if (purpose == NULL || bad || !bv_keys_purpose_valid(purpose)) {
             fprintf(stderr, "boveda: rotate needs --purpose P (1-64 chars of a-z 0-9 . _ -)\n");
             return 2;
@@ -139,8 +117,8 @@ int bv_keys_admin_main(bv_app_t *app, int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "rotate-signing") == 0) {
-        const char *alg = opt(argc, argv, "--alg", &bad);
-        const char *after = opt(argc, argv, "--retire-after", &bad);
+        const char *alg = bv_cli_opt(argc, argv, "--alg", &bad);
+        const char *after = bv_cli_opt(argc, argv, "--retire-after", &bad);
         char *end = NULL;
         long long secs = after != NULL ? strtoll(after, &end, 10) : DEFAULT_RETIRE_AFTER_S;
         if (bad || alg == NULL || (strcmp(alg, "ES256") != 0 && strcmp(alg, "RS256") != 0) ||
@@ -164,7 +142,7 @@ int bv_keys_admin_main(bv_app_t *app, int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "rewrap") == 0) {
-        const char *batch = opt(argc, argv, "--batch", &bad);
+        const char *batch = bv_cli_opt(argc, argv, "--batch", &bad);
         int n = batch != NULL ? atoi(batch) : 256;
         if (bad || n <= 0 || n > 100000) {
             fprintf(stderr, "boveda: rewrap [--batch N] with 1 <= N <= 100000\n");

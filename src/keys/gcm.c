@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "base/errors.h"
 #include "keys/keys_internal.h"
 
@@ -93,31 +94,5 @@ out:
 
 int bv_keys_b64url(const void *in, size_t len, bv_buf_t *out)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const unsigned char *p = in;
-    char quad[4];
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = ((uint32_t)p[i] << 16) | ((uint32_t)p[i + 1] << 8) | p[i + 2];
-        quad[0] = alphabet[(v >> 18) & 63];
-        quad[1] = alphabet[(v >> 12) & 63];
-        quad[2] = alphabet[(v >> 6) & 63];
-        quad[3] = alphabet[v & 63];
-        if (bv_buf_append(out, quad, 4) != 0)
-            return BV_ENOMEM;
-    }
-    size_t rest = len - i;
-    if (rest > 0) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (rest == 2)
-            v |= (uint32_t)p[i + 1] << 8;
-        quad[0] = alphabet[(v >> 18) & 63];
-        quad[1] = alphabet[(v >> 12) & 63];
-        quad[2] = alphabet[(v >> 6) & 63];
-        if (bv_buf_append(out, quad, rest + 1) != 0)
-            return BV_ENOMEM;
-    }
-    if (out->data == NULL && bv_buf_append(out, "", 0) != 0)
-        return BV_ENOMEM;
-    return 0;
+    return bv_b64_encode_buf(BV_B64_URL, 0, in, len, out);
 }

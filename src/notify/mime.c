@@ -4,35 +4,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/base64.h"
 #include "notify/internal.h"
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 int notify_base64(const void *in, size_t len, int wrap, bv_buf_t *out)
 {
-    const unsigned char *p = in;
-    size_t col = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        char q[4];
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        q[0] = b64[(v >> 18) & 63];
-        q[1] = b64[(v >> 12) & 63];
-        q[2] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < len ? b64[v & 63] : '=';
-        if (bv_buf_append(out, q, 4) != 0)
-            return BV_ENOMEM;
-        col += 4;
-        if (wrap && col >= 76 && i + 3 < len) {
-            if (bv_buf_puts(out, "\r\n") != 0)
-                return BV_ENOMEM;
-            col = 0;
-        }
-    }
-    return 0;
+    return bv_b64_encode_buf(BV_B64_STD, BV_B64_PAD | (wrap ? BV_B64_WRAP76 : 0), in, len, out);
 }
 
 int notify_email_valid(const char *s)

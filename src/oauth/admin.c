@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/errors.h"
 #include "base/json.h"
 #include "oauth/internal.h"
@@ -168,19 +169,11 @@ static const char *client_id_arg(int argc, char **argv)
     return NULL;
 }
 
-static int has_flag(int argc, char **argv, const char *f)
-{
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], f) == 0)
-            return 1;
-    return 0;
-}
-
 int bv_oauth_admin_clients(bv_app_t *app, int argc, char **argv)
 {
     (void)app;
     oauth_t *o = oauth_state();
-    int json = has_flag(argc, argv, "--json"), rc;
+    int json = bv_cli_flag(argc, argv, "--json"), rc;
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -193,8 +193,8 @@ int oauth_client_auth_or_reply(oauth_t *o, bv_call_t *c, const oauth_form_t *f, 
         }
         *colon = '\0';
         /* RFC 6749 §2.3.1: both parts are form-urlencoded before base64 */
-        basic_id = oauth_url_decode(&c->arena, basic, strlen(basic));
-        basic_secret = oauth_url_decode(&c->arena, colon + 1, strlen(colon + 1));
+        basic_id = bv_url_decode(&c->arena, basic, strlen(basic), 1);
+        basic_secret = bv_url_decode(&c->arena, colon + 1, strlen(colon + 1), 1);
         OPENSSL_cleanse(basic, sizeof(basic));
         if (basic_id == NULL || basic_secret == NULL) {
             oauth_reply_invalid_client(c);

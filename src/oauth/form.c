@@ -9,45 +9,6 @@
 #include "base/log.h"
 #include "oauth/internal.h"
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-char *oauth_url_decode(bv_arena_t *a, const char *s, size_t len)
-{
-    char *out = bv_arena_alloc(a, len + 1);
-    size_t o = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int h, l;
-            if (i + 2 >= len || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0)
-                return NULL;
-            char c = (char)(h * 16 + l);
-            if (c == '\0')
-                return NULL;
-            out[o++] = c;
-            i += 2;
-        } else if (s[i] == '+') {
-            out[o++] = ' ';
-        } else if (s[i] == '\0') {
-            return NULL;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 int oauth_url_encode(bv_buf_t *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -84,8 +45,8 @@ int oauth_form_parse(bv_arena_t *arena, const char *body, size_t len, oauth_form
             return BV_EINVALID;
         if (f->n == OAUTH_FORM_MAX)
             return BV_EINVALID;
-        char *name = oauth_url_decode(arena, p, nlen);
-        char *value = eq ? oauth_url_decode(arena, eq + 1, plen - nlen - 1) : oauth_url_decode(arena, "", 0);
+        char *name = bv_url_decode(arena, p, nlen, 1);
+        char *value = eq ? bv_url_decode(arena, eq + 1, plen - nlen - 1, 1) : bv_url_decode(arena, "", 0, 1);
         if (name == NULL || value == NULL)
             return BV_EINVALID;
         for (size_t k = 0; k < f->n; k++)

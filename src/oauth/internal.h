@@ -186,8 +186,6 @@ int oauth_form_parse(bv_arena_t *arena, const char *body, size_t len, oauth_form
 const char *oauth_form_get(const oauth_form_t *f, const char *name);
 /* Parses a query string the same way (authorization requests). */
 #define oauth_query_parse oauth_form_parse
-/* Percent-decodes s[0..len) ('+' is a space) into the arena; NULL on a bad escape or NUL. */
-char *oauth_url_decode(bv_arena_t *a, const char *s, size_t len);
 /* Appends s percent-encoded (unreserved characters kept) to b. */
 int oauth_url_encode(bv_buf_t *b, const char *s);
 /* Reads the call's form body, or the query for GET; replies 400 itself on failure. */

@@ -12,74 +12,17 @@
 
 #include "base/errors.h"
 #include "base/log.h"
+#include "base/base64.h"
 #include "oauth/internal.h"
 
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-size_t oauth_b64url_encode(const void *in_v, size_t len, char *out)
+size_t oauth_b64url_encode(const void *in, size_t len, char *out)
 {
-    const unsigned char *in = in_v;
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = b64u[v >> 18];
-        out[o++] = b64u[(v >> 12) & 63];
-        out[o++] = b64u[(v >> 6) & 63];
-        out[o++] = b64u[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = b64u[v >> 18];
-        out[o++] = b64u[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = b64u[v >> 18];
-        out[o++] = b64u[(v >> 12) & 63];
-        out[o++] = b64u[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64u_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return bv_b64_encode(BV_B64_URL, in, len, out);
 }
 
 ssize_t oauth_b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap)
 {
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    if (len % 4 == 1)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64u_val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == cap)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return -1; /* non-canonical trailing bits */
-    return (ssize_t)o;
+    return bv_b64_decode(BV_B64_URL, s, len, out, cap);
 }
 
 void oauth_random_token(size_t n, char *out)

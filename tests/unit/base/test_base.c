@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/base64.h"
 #include "base/config.h"
 #include "base/errors.h"
 #include "base/json.h"
@@ -285,6 +286,61 @@ static void test_buf_and_arena(void **state)
     assert_false(bv_ct_equal("abc", 3, "abcd", 4));
 }
 
+static void test_base64(void **state)
+{
+    (void)state;
+    /* RFC 4648 §10, padded and unpadded */
+    static const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *padded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (int i = 0; i < 7; i++) {
+        char out[16];
+        unsigned char dec[16];
+        bv_buf_t b = {0};
+        assert_int_equal(bv_b64_encode_buf(BV_B64_STD, BV_B64_PAD, in[i], strlen(in[i]), &b), 0);
+        assert_string_equal(b.data ? b.data : "", padded[i]);
+        size_t n = bv_b64_encode(BV_B64_URL, in[i], strlen(in[i]), out);
+        assert_int_equal(n, strcspn(padded[i], "="));
+        assert_int_equal(bv_b64_decode(BV_B64_URL, out, n, dec, sizeof(dec)), (ssize_t)strlen(in[i]));
+        assert_memory_equal(dec, in[i], strlen(in[i]));
+        bv_buf_free(&b);
+    }
+    /* the alphabets differ in two characters */
+    const unsigned char hi[] = {0xfb, 0xff};
+    char out[8];
+    unsigned char dec[8];
+    bv_b64_encode(BV_B64_STD, hi, 2, out);
+    assert_string_equal(out, "+/8");
+    bv_b64_encode(BV_B64_URL, hi, 2, out);
+    assert_string_equal(out, "-_8");
+    assert_int_equal(bv_b64_decode(BV_B64_URL, "+/8", 3, dec, sizeof(dec)), -1);
+    /* non-canonical trailing bits, impossible length, no room, padding */
+    assert_int_equal(bv_b64_decode(BV_B64_STD, "Zh", 2, dec, sizeof(dec)), -1);
+    assert_int_equal(bv_b64_decode(BV_B64_STD, "Zm9vY", 5, dec, sizeof(dec)), -1);
+    assert_int_equal(bv_b64_decode(BV_B64_STD, "Zm9vYmFy", 8, dec, 5), -1);
+    assert_int_equal(bv_b64_decode(BV_B64_STD, "Zg==", 4, dec, sizeof(dec)), -1);
+    /* MIME wrapping: 76 characters a line */
+    unsigned char big[100];
+    memset(big, 0xab, sizeof(big));
+    bv_buf_t b = {0};
+    assert_int_equal(bv_b64_encode_buf(BV_B64_STD, BV_B64_PAD | BV_B64_WRAP76, big, sizeof(big), &b), 0);
+    assert_int_equal(strchr(b.data, '\r') - b.data, 76);
+    assert_int_equal(b.len, 136 + 2);
+    bv_buf_free(&b);
+}
+
+static void test_url_decode(void **state)
+{
+    (void)state;
+    bv_arena_t a = {0};
+    assert_string_equal(bv_url_decode(&a, "a%20b+c%2F", 10, 1), "a b c/");
+    assert_string_equal(bv_url_decode(&a, "a+b", 3, 0), "a+b");
+    assert_null(bv_url_decode(&a, "%zz", 3, 1));
+    assert_null(bv_url_decode(&a, "%2", 2, 1));
+    assert_null(bv_url_decode(&a, "a%00b", 5, 1));
+    assert_null(bv_url_decode(&a, "a\0b", 3, 1));
+    bv_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +355,8 @@ int main(void)
         cmocka_unit_test(test_config_invalid_names_setting),
         cmocka_unit_test(test_config_print_masks_secrets),
         cmocka_unit_test(test_buf_and_arena),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_url_decode),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
