@@ -33,7 +33,8 @@ static const setting_t settings[] = {
     {"TLS_CERT", T_STR, S(tls_cert), "", 0, 0, 0, NULL, "TLS certificate chain (PEM)"},
     {"TLS_KEY", T_STR, S(tls_key), "", 0, 0, 0, NULL, "TLS private key (PEM)"},
     {"THREADS", T_INT, S(threads), "0", 0, 256, 0, NULL, "event-loop threads, 0 = cores"},
-    {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "blocking worker threads, 0 = max(32, 8 x cores)"},
+    {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "worker threads for writes, 0 = max(32, 8 x cores)"},
+    {"READ_WORKERS", T_INT, S(read_workers), "0", 0, 1024, 0, NULL, "worker threads for GET/HEAD, 0 = 2 x cores + 2"},
     {"LOG_LEVEL", T_LEVEL, S(log_level_name), "info", 0, 0, 0, NULL, "debug|info|warn|error"},
     {"ADMIN_TOKEN", T_STR, S(admin_token), "", 0, 0, 1, NULL, "bootstrap admin bearer token (>= 32 chars), empty disables"},
     {"CORS_ORIGINS", T_STR, S(cors_origins), "", 0, 0, 0, NULL, "comma-separated allowed CORS origins"},
@@ -90,6 +91,11 @@ static const setting_t settings[] = {
     {"NOTIFY_MAX_ATTEMPTS", T_STR, NO_FIELD, "5", 0, 0, 0, NULL, "deliveries tried before analysis (1-10)"},
     {"NOTIFY_VISIBILITY_S", T_STR, NO_FIELD, "30", 0, 0, 0, NULL, "consumer visibility timeout (1-3600)"},
     {"NOTIFY_CONCURRENCY", T_STR, NO_FIELD, "2", 0, 0, 0, NULL, "messages sent at once per channel (1-16)"},
+    /* mfa (issue 7) */
+    {"MFA_OTP_DIGITS", T_ENUM, NO_FIELD, "6", 0, 0, 0, "4|6", "digits of SMS/e-mail one-time codes"},
+    {"MFA_OTP_TTL_S", T_INT, NO_FIELD, "180", 30, 300, 0, NULL, "lifetime of a one-time code challenge"},
+    {"MFA_MAX_CHALLENGES_15MIN", T_INT, NO_FIELD, "10", 1, 1000, 0, NULL, "challenges per user per 15 minutes"},
+    {"MFA_MAX_ATTEMPTS", T_INT, NO_FIELD, "5", 1, 10, 0, NULL, "wrong codes before a challenge is dead"},
 };
 #undef S
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -393,6 +399,11 @@ static int cores(void)
 }
 
 int bv_config_threads(const bv_config_t *cfg) { return cfg->threads > 0 ? (int)cfg->threads : cores(); }
+int bv_config_read_workers(const bv_config_t *cfg)
+{
+    return cfg->read_workers > 0 ? (int)cfg->read_workers : 2 * cores() + 2;
+}
+
 /* Workers mostly wait (on the group commit's fsync, the key store, outbound calls), so the
  * default is many more than the cores. */
 int bv_config_workers(const bv_config_t *cfg)

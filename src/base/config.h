@@ -19,7 +19,8 @@ typedef struct {
     char *tls_cert;        /* BOVEDA_TLS_CERT PEM path */
     char *tls_key;         /* BOVEDA_TLS_KEY PEM path (secret file) */
     int64_t threads;       /* BOVEDA_THREADS event-loop threads (0 = number of cores) */
-    int64_t workers;       /* BOVEDA_WORKERS blocking worker threads (0 = max(32, 8 x cores)) */
+    int64_t workers;       /* BOVEDA_WORKERS worker threads for writes (0 = max(32, 8 x cores)) */
+    int64_t read_workers;  /* BOVEDA_READ_WORKERS worker threads for GET/HEAD (0 = 2 x cores + 2) */
     bv_log_level_t log_level; /* BOVEDA_LOG_LEVEL */
     char *log_level_name;
     char *admin_token;     /* BOVEDA_ADMIN_TOKEN (secret; "" = admin credential disabled) */
@@ -63,5 +64,6 @@ int64_t bv_config_int(const bv_config_t *cfg, const char *name);
 /* Effective counts with 0 resolved to the machine's core count. */
 int bv_config_threads(const bv_config_t *cfg);
 int bv_config_workers(const bv_config_t *cfg);
+int bv_config_read_workers(const bv_config_t *cfg);
 
 #endif

@@ -87,7 +87,8 @@ struct bv_http {
     size_t n_cors_origins;
     int n_threads;
     thread_t *threads;
-    pool_t *pool;
+    pool_t *pool;      /* blocking work that changes state (POST, PUT, PATCH, DELETE) */
+    pool_t *read_pool; /* GET/HEAD: short reads never queue behind commits waiting for fsync */
     _Atomic int64_t in_flight; /* requests received and not yet answered */
     int started, stopped;
     int n_running; /* loop threads created (also on a failed start) */
@@ -525,7 +526,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     pd->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(pending_t *), on_req_disposed);
     *(pending_t **)pd->dispose_slot = pd;
     th->in_flight++;
-    if (pool_submit(srv->pool, run_on_worker, pd) != 0) {
+    int is_read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    if (pool_submit(is_read ? srv->read_pool : srv->pool, run_on_worker, pd) != 0) {
         th->in_flight--;
         *(pending_t **)pd->dispose_slot = NULL;
         free(pd);
@@ -797,12 +800,15 @@ void bv_http_metrics_render(bv_http_t *srv, bv_buf_t *out)
     bv_buf_printf(out,
                   "# HELP boveda_http_in_flight_requests Requests received and not yet answered.\n"
                   "# TYPE boveda_http_in_flight_requests gauge\nboveda_http_in_flight_requests %lld\n"
-                  "# HELP boveda_worker_queue_depth Jobs waiting for a worker thread.\n"
-                  "# TYPE boveda_worker_queue_depth gauge\nboveda_worker_queue_depth %zu\n"
-                  "# HELP boveda_worker_busy Worker threads running a job.\n"
-                  "# TYPE boveda_worker_busy gauge\nboveda_worker_busy %zu\n",
+                  "# HELP boveda_worker_queue_depth Jobs waiting for a worker thread, by pool.\n"
+                  "# TYPE boveda_worker_queue_depth gauge\nboveda_worker_queue_depth{pool=\"write\"} %zu\n"
+                  "boveda_worker_queue_depth{pool=\"read\"} %zu\n"
+                  "# HELP boveda_worker_busy Worker threads running a job, by pool.\n"
+                  "# TYPE boveda_worker_busy gauge\nboveda_worker_busy{pool=\"write\"} %zu\n"
+                  "boveda_worker_busy{pool=\"read\"} %zu\n",
                   (long long)atomic_load(&srv->in_flight), srv->pool ? pool_depth(srv->pool) : 0,
-                  srv->pool ? pool_busy(srv->pool) : 0);
+                  srv->read_pool ? pool_depth(srv->read_pool) : 0, srv->pool ? pool_busy(srv->pool) : 0,
+                  srv->read_pool ? pool_busy(srv->read_pool) : 0);
     for (size_t i = 0; i < srv->n_producers; i++)
         srv->producers[i].fn(srv->producers[i].cls, out);
 }
@@ -840,7 +846,8 @@ int bv_http_start(bv_http_t *srv)
     }
     srv->metrics[srv->router.n].route = "unmatched";
     srv->metrics[srv->router.n].method = "-";
-    if ((rc = pool_create(bv_config_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->pool)) != 0)
+    if ((rc = pool_create(bv_config_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->pool)) != 0 ||
+        (rc = pool_create(bv_config_read_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->read_pool)) != 0)
         return rc;
     for (int t = 0; t < srv->n_threads; t++) {
         thread_t *th = &srv->threads[t];
@@ -903,6 +910,7 @@ static void stop_partial(bv_http_t *srv)
         pthread_join(srv->threads[t].tid, NULL);
     srv->n_running = 0;
     pool_stop(srv->pool);
+    pool_stop(srv->read_pool);
 }
 
 void bv_http_stop(bv_http_t *srv)
@@ -925,6 +933,7 @@ void bv_http_stop(bv_http_t *srv)
                     (long long)atomic_load(&srv->in_flight));
     /* Workers finish what they run; their results are posted to loops still running. */
     pool_stop(srv->pool);
+    pool_stop(srv->read_pool);
     for (int t = 0; t < srv->n_threads; t++)
         post_control(&srv->threads[t], 2);
     for (int t = 0; t < srv->n_threads; t++)
@@ -942,6 +951,7 @@ void bv_http_free(bv_http_t *srv)
      * idle keep-alive connections still reference them (h2o asserts on disposing a context
      * with live timers) and the process is about to exit. */
     pool_free(srv->pool);
+    pool_free(srv->read_pool);
     router_free(&srv->router);
     for (size_t i = 0; i < srv->n_cors_origins; i++)
         free(srv->cors_origins[i]);

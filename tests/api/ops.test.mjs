@@ -141,8 +141,12 @@ describe('operational endpoints', () => {
         const { m } = await metrics(srv);
         const inflight = value(m, 'boveda_http_in_flight_requests');
         assert.ok(Number.isInteger(inflight) && inflight >= 0);
-        const depth = value(m, 'boveda_worker_queue_depth');
-        assert.ok(Number.isInteger(depth) && depth >= 0);
+        for (const pool of ['read', 'write']) {
+            const depth = value(m, 'boveda_worker_queue_depth', { pool });
+            assert.ok(Number.isInteger(depth) && depth >= 0, pool);
+            const busy = value(m, 'boveda_worker_busy', { pool });
+            assert.ok(Number.isInteger(busy) && busy >= 0, pool);
+        }
         const batches = find(m, 'boveda_store_commit_batch_size_bucket');
         assert.ok(batches.length >= 2);
         assert.equal(batches.at(-1).labels.le, '+Inf');
