@@ -10,6 +10,7 @@
 #include "identity/identity.h"
 #include "keys/keys_app.h"
 #include "ledger/ledger_module.h"
+#include "mfa/mfa.h"
 #include "oauth/oauth.h"
 #include "notify/notify.h"
 #include "ops/ops.h"
@@ -25,6 +26,7 @@ static const bv_module_t modules[] = {
     {"oauth", bv_oauth_module_init, bv_oauth_module_routes, bv_oauth_module_fini},
     {"notify", bv_notify_module_init, bv_notify_module_routes, bv_notify_module_fini},
     {"queue", bv_queue_module_init, bv_queue_module_routes, bv_queue_module_fini},
+    {"mfa", bv_mfa_module_init, bv_mfa_module_routes, bv_mfa_module_fini},
 };
 static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
 

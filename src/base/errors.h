@@ -44,7 +44,13 @@
     X(BV_ETRANSFER_STATE, 422, "invalid-transfer-state", "Transfer is not in a state that allows this") \
     X(BV_EALREADY_REVERSED, 422, "already-reversed", "Transfer already reversed")                  \
     X(BV_ELINKED_FAILED, 422, "linked-transfer-failed", "A linked transfer in the batch failed")   \
-    X(BV_EEXPIRED, 422, "expired", "Expired")
+    X(BV_EEXPIRED, 422, "expired", "Expired")                                                     \
+    /* mfa (issue 7) */                                                                            \
+    X(BV_EOTP_INVALID, 422, "otp-invalid", "Invalid one-time code")                                \
+    X(BV_EOTP_EXPIRED, 422, "otp-expired", "One-time code expired")                                \
+    X(BV_EOTP_LOCKED, 422, "otp-locked", "Too many wrong codes: challenge locked")                 \
+    X(BV_EOTP_USED, 422, "otp-used", "One-time code already used")                                 \
+    X(BV_EOTP_RATE, 429, "otp-rate-limited", "Too many one-time code challenges")
 
 typedef enum {
     BV_OK = 0,

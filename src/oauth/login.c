@@ -2,11 +2,12 @@
  * transactions made of steps, and POST /oauth2/login which runs one step per request.
  *
  * A login transaction records the authorization request it serves, the steps it needs in
- * order (today "password", plus "consent" for third-party clients; the MFA issue adds its
- * step here) and the steps done. Each form post carries the transaction id and a CSRF
- * token; both the token (stored hashed) and the session cookie must match the
- * transaction. When the last step is done the session is rotated (a new cookie: no
- * session fixation), the transaction is closed and an authorization code is issued. */
+ * order ("password", then "otp" when the user has a confirmed TOTP soft token (src/mfa/,
+ * added by the password step), plus "consent" for third-party clients) and the steps done.
+ * Each form post carries the transaction id and a CSRF token; both the token (stored
+ * hashed) and the session cookie must match the transaction. When the last step is done
+ * the session is rotated (a new cookie: no session fixation), the transaction is closed
+ * and an authorization code is issued. */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,11 @@
 
 #include "base/errors.h"
 #include "base/log.h"
+#include "mfa/mfa.h"
 #include "oauth/internal.h"
 
 #define ACR_PWD "urn:boveda:loa:1"
+#define ACR_MFA "urn:boveda:loa:2" /* password and a second factor (issue 7) */
 
 typedef struct {
     char id[BV_UUID_STR_LEN + 1];
@@ -301,9 +304,10 @@ static void next_step(const login_tx_t *t, char out[32])
 
 typedef struct {
     login_tx_t *t;
-    const char *step;    /* step just done, or NULL */
-    const char *user_id; /* set by the password step */
-    int complete;        /* close the transaction */
+    const char *step;           /* step just done, or NULL */
+    const char *user_id;        /* set by the password step */
+    const char *steps_required; /* new list when the password step adds "otp", else NULL */
+    int complete;               /* close the transaction */
     /* on completion with a fresh login: rotate the session */
     const char *new_session_id;
     int64_t auth_time;
@@ -321,8 +325,9 @@ static int tx_advance(bv_tx_t *tx, void *varg)
     snprintf(done, sizeof(done), "%.120s%s%.31s", t->steps_done, t->steps_done[0] && a->step ? " " : "",
              a->step ? a->step : "");
     /* compare-and-set on steps_done: two concurrent posts cannot both advance */
-    s = bv_tx_prepare(tx, "UPDATE oauth_login_tx SET steps_done = ?, user_id = coalesce(?, user_id), "
-                          "completed_at = ? WHERE id = ? AND steps_done = ? AND completed_at IS NULL");
+    s = bv_tx_prepare(tx, "UPDATE oauth_login_tx SET steps_done = ?1, user_id = coalesce(?2, user_id), "
+                          "completed_at = ?3, steps_required = coalesce(?6, steps_required) "
+                          "WHERE id = ?4 AND steps_done = ?5 AND completed_at IS NULL");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_text(s, 1, done, -1);
@@ -333,6 +338,7 @@ static int tx_advance(bv_tx_t *tx, void *varg)
         bv_stmt_bind_null(s, 3);
     bv_stmt_bind_text(s, 4, t->id, -1);
     bv_stmt_bind_text(s, 5, t->steps_done, -1);
+    bv_stmt_bind_text(s, 6, a->steps_required, -1);
     rc = bv_stmt_step(s);
     bv_stmt_reset(s);
     if (rc != BV_DONE)
@@ -438,6 +444,17 @@ static void render_step(bv_call_t *c, int status, locale_t_ loc, const oauth_cli
                         const login_tx_t *t, const char *csrf, const char *step, const char *username,
                         const char *error, int64_t retry_after)
 {
+    if (step != NULL && strcmp(step, "otp") == 0) { /* the second factor (src/mfa/login.c) */
+        char ch[BV_UUID_STR_LEN + 1] = "";
+        int rc = bv_mfa_login_begin(t->user_id, c->client_ip, c->request_id, ch);
+        if (rc != 0 && rc != BV_EOTP_RATE) {
+            bv_reply_problem(c, rc, NULL, NULL);
+            return;
+        }
+        bv_mfa_render_login_step(c, rc == 0 ? status : 429, oauth_locale_code(loc), cl->name, t->id, csrf, ch,
+                                 rc == 0 ? 0 : 2);
+        return;
+    }
     oauth_page_t p = {.loc = loc,
                       .client_name = cl->name,
                       .tx_id = t->id,
@@ -532,6 +549,36 @@ void oauth_on_login(bv_call_t *c)
             goto out;
         }
         adv.user_id = lr.user.id;
+        int need_otp = 0;
+        if ((rc = bv_mfa_login_required(lr.user.id, &need_otp)) != 0) {
+            bv_reply_problem(c, rc, NULL, NULL);
+            goto out;
+        }
+        if (need_otp && !oauth_scope_has(t.steps_required, "otp")) { /* "password" -> "password otp" */
+            char req[128];
+            snprintf(req, sizeof(req), "password otp%s%.100s",
+                     strcmp(t.steps_required, "password") ? " " : "",
+                     strncmp(t.steps_required, "password ", 9) == 0 ? t.steps_required + 9 : "");
+            snprintf(t.steps_required, sizeof(t.steps_required), "%s", req);
+            adv.steps_required = t.steps_required;
+        }
+    } else if (strcmp(step_now, "otp") == 0) {
+        const char *ch = oauth_form_get(&f, "challenge"), *code = oauth_form_get(&f, "code");
+        rc = bv_mfa_login_verify(t.user_id, ch, code ? code : "", c->client_ip, c->request_id);
+        if (code != NULL)
+            OPENSSL_cleanse((char *)code, strlen(code));
+        if (rc == BV_EOTP_INVALID) {
+            bv_mfa_render_login_step(c, 401, oauth_locale_code(loc), cl.name, t.id, csrf, ch, 1);
+            goto out;
+        }
+        if (rc == BV_EOTP_LOCKED || rc == BV_EOTP_EXPIRED || rc == BV_EOTP_USED || rc == BV_ENOTFOUND) {
+            render_step(c, 401, loc, &cl, &t, csrf, step_now, NULL, NULL, 0); /* a fresh challenge */
+            goto out;
+        }
+        if (rc != 0) {
+            bv_reply_problem(c, rc, NULL, NULL);
+            goto out;
+        }
     } else if (strcmp(step_now, "consent") == 0) {
         const char *decision = oauth_form_get(&f, "decision");
         if (decision == NULL || strcmp(decision, "allow") != 0) {
@@ -564,8 +611,9 @@ void oauth_on_login(bv_call_t *c)
         }
         adv.new_session_id = new_sid;
         adv.auth_time = bv_now_us() / 1000000;
-        adv.acr = ACR_PWD;
-        adv.amr = "pwd";
+        int mfa = oauth_scope_has(after.steps_done, "otp");
+        adv.acr = mfa ? ACR_MFA : ACR_PWD;
+        adv.amr = mfa ? "pwd otp mfa" : "pwd";
     }
     rc = bv_store_run_tx(o->store, 1, tx_advance, &adv);
     if (rc == BV_ECONFLICT) { /* a concurrent post advanced it first */

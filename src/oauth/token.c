@@ -10,6 +10,7 @@
 #include "audit/audit.h"
 #include "base/errors.h"
 #include "base/log.h"
+#include "mfa/mfa.h"
 #include "oauth/internal.h"
 
 typedef struct {
@@ -455,6 +456,18 @@ static void grant_password(oauth_t *o, bv_call_t *c, const oauth_form_t *f, cons
     }
     if (lr.outcome != BV_LOGIN_OK) {
         oauth_reply_error(c, 400, "invalid_grant", "invalid username or password");
+        return;
+    }
+    /* The password grant has no room for a second factor: a user who has one must log in
+     * through the hosted login (authorization code), never around it. */
+    int need_otp = 0;
+    if ((rc = bv_mfa_login_required(lr.user.id, &need_otp)) != 0) {
+        bv_reply_problem(c, rc, NULL, NULL);
+        return;
+    }
+    if (need_otp) {
+        oauth_reply_error(c, 400, "invalid_grant",
+                          "this user has a second factor: use the authorization code flow");
         return;
     }
     a.client_id = cl->id;
