@@ -165,10 +165,6 @@ int bv_mfa_login_begin(const char *user_id, const char *source_ip, const char *r
  * bv_mfa_challenge_verify. */
 int bv_mfa_login_verify(const char *user_id, const char *challenge_id, const char *code,
                         const char *source_ip, const char *request_id);
-/* Renders the step's HTML form (tx, csrf_token, step=otp, challenge, code). error: 0 none,
- * 1 wrong code, 2 too many attempts (no form then when challenge_id is NULL or ""). */
-void bv_mfa_render_login_step(bv_call_t *c, int status, const char *locale, const char *client_name,
-                              const char *tx_id, const char *csrf, const char *challenge_id, int error);
 
 /* ---- application hooks (src/app/app.c) ---- */
 int bv_mfa_module_init(bv_app_t *app);

@@ -254,6 +254,10 @@ typedef struct {
 } oauth_page_t;
 void oauth_render_login(bv_call_t *c, int status, const oauth_page_t *p);
 /* An error page for requests that cannot be redirected (bad client or redirect URI). */
+/* The login's second-factor step: a code field for challenge_id; error 1 = wrong code,
+ * 2 = too many attempts (no form). */
+void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const char *tx_id,
+                           const char *csrf, const char *challenge_id, int error);
 void oauth_render_error(bv_call_t *c, int status, locale_t_ loc, const char *error, const char *description);
 void oauth_render_message(bv_call_t *c, int status, locale_t_ loc, const char *msg_key);
 

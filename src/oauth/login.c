@@ -451,8 +451,7 @@ static void render_step(bv_call_t *c, int status, locale_t_ loc, const oauth_cli
             bv_reply_problem(c, rc, NULL, NULL);
             return;
         }
-        bv_mfa_render_login_step(c, rc == 0 ? status : 429, oauth_locale_code(loc), cl->name, t->id, csrf, ch,
-                                 rc == 0 ? 0 : 2);
+        oauth_render_otp_step(c, rc == 0 ? status : 429, loc, cl->name, t->id, csrf, ch, rc == 0 ? 0 : 2);
         return;
     }
     oauth_page_t p = {.loc = loc,
@@ -568,7 +567,7 @@ void oauth_on_login(bv_call_t *c)
         if (code != NULL)
             OPENSSL_cleanse((char *)code, strlen(code));
         if (rc == BV_EOTP_INVALID) {
-            bv_mfa_render_login_step(c, 401, oauth_locale_code(loc), cl.name, t.id, csrf, ch, 1);
+            oauth_render_otp_step(c, 401, loc, cl.name, t.id, csrf, ch, 1);
             goto out;
         }
         if (rc == BV_EOTP_LOCKED || rc == BV_EOTP_EXPIRED || rc == BV_EOTP_USED || rc == BV_ENOTFOUND) {

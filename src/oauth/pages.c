@@ -130,6 +130,8 @@ static void finish(bv_call_t *c, int status, bv_buf_t *b)
     bv_buf_puts(b, "</main></body></html>\n");
     bv_call_add_header(
         c, "content-security-policy",
+        /* no form-action: browsers apply it to the redirect that follows the post, and the
+         * login's last post redirects to the client */
         "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'");
     bv_call_add_header(c, "x-frame-options", "DENY");
     bv_reply_raw(c, status, "text/html; charset=utf-8", b->data, b->len);
@@ -214,6 +216,45 @@ void oauth_render_login(bv_call_t *c, int status, const oauth_page_t *p)
         bv_buf_puts(&b, "</button>");
     }
     bv_buf_puts(&b, "</form>");
+    finish(c, status, &b);
+}
+
+void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const char *tx_id,
+                           const char *csrf, const char *challenge_id, int error)
+{
+    int en = loc == LOC_EN;
+    static const char *const errors[][2] = {
+        {"", ""},
+        {"Código incorrecto.", "Incorrect code."},
+        {"Demasiados intentos. Vuelva a la aplicación e inténtelo más tarde.",
+         "Too many attempts. Go back to the application and try again later."},
+    };
+    bv_buf_t b = {0};
+    head(&b, loc, en ? "Verification" : "Verificación");
+    bv_buf_printf(&b, "<h1>%s</h1><p class=\"sub\">", en ? "Verification" : "Verificación");
+    bv_buf_puts(&b, en ? "Enter the code of your authenticator app (or a recovery code) to continue to "
+                       : "Introduzca el código de su aplicación de autenticación (o un código de recuperación) "
+                         "para continuar a ");
+    bv_buf_puts(&b, "<strong>");
+    oauth_html_escape(&b, client_name);
+    bv_buf_puts(&b, "</strong></p>");
+    if (error > 0 && error < 3) {
+        bv_buf_puts(&b, "<div class=\"err\" role=\"alert\">");
+        oauth_html_escape(&b, errors[error][en]);
+        bv_buf_puts(&b, "</div>");
+    }
+    if (challenge_id != NULL && challenge_id[0] != '\0') {
+        bv_buf_puts(&b, "<form method=\"post\" action=\"/oauth2/login\" autocomplete=\"off\">");
+        hidden(&b, "tx", tx_id);
+        hidden(&b, "csrf_token", csrf);
+        hidden(&b, "step", "otp");
+        hidden(&b, "challenge", challenge_id);
+        bv_buf_printf(&b,
+                      "<label for=\"code\">%s</label><input type=\"text\" id=\"code\" name=\"code\" "
+                      "inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"16\">"
+                      "<button type=\"submit\">%s</button></form>",
+                      en ? "Code" : "Código", en ? "Verify" : "Verificar");
+    }
     finish(c, status, &b);
 }
 
