@@ -293,14 +293,10 @@ static void test_slow_client_is_cut_off(void **state)
     struct pollfd p = {.fd = fd, .events = POLLIN};
     char buf[512];
     int closed = 0;
-    for (int i = 0; i < 50 && !closed; i++) {
-        if (poll(&p, 1, 100) > 0) {
-            ssize_t r = read(fd, buf, sizeof(buf));
-            closed = r <= 0 || r > 0; /* an error response or EOF: either way the server ended it */
-            if (r > 0)
-                closed = read(fd, buf, sizeof(buf)) <= 0;
-        }
-    }
+    /* within 5 s the server must end the connection (an error answer, if any, then EOF) */
+    for (int i = 0; i < 50 && !closed; i++)
+        if (poll(&p, 1, 100) > 0)
+            closed = read(fd, buf, sizeof(buf)) <= 0;
     close(fd);
     assert_true(closed);
 }
