@@ -79,16 +79,10 @@ int oauth_issue_id_token(oauth_t *o, const oauth_grant_t *g, const char *nonce, 
 
 int oauth_family_revoke_tx(bv_tx_t *tx, const char *family_id, const char *reason)
 {
-    bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE oauth_families SET revoked_at = ?, revoked_reason = ? "
-                                     "WHERE id = ? AND revoked_at IS NULL");
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, bv_now_us());
-    bv_stmt_bind_text(s, 2, reason, -1);
-    bv_stmt_bind_text(s, 3, family_id, -1);
-    int rc = bv_stmt_step(s);
-    bv_stmt_reset(s);
-    return rc == BV_DONE ? 0 : rc < 0 ? rc : BV_EIO;
+    return bv_tx_execf(
+        tx,
+        "UPDATE oauth_families SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
+        "itt", bv_now_us(), reason, family_id);
 }
 
 static int tx_family_live(bv_tx_t *tx, void *varg)

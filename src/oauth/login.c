@@ -349,15 +349,9 @@ static int tx_advance(bv_tx_t *tx, void *varg)
     if (a->user_id != NULL)
         snprintf(t->user_id, sizeof(t->user_id), "%s", a->user_id);
     if (a->new_session_id != NULL) {
-        s = bv_tx_prepare(tx, "UPDATE oauth_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL");
-        if (s == NULL)
-            return BV_EIO;
-        bv_stmt_bind_int64(s, 1, now);
-        bv_stmt_bind_text(s, 2, t->session_id, -1);
-        rc = bv_stmt_step(s);
-        bv_stmt_reset(s);
-        if (rc != BV_DONE)
-            return rc < 0 ? rc : BV_EIO;
+        if ((rc = bv_tx_execf(tx, "UPDATE oauth_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL", "it",
+                              now, t->session_id)) != 0)
+            return rc;
         if ((rc = session_insert(tx, a->new_session_id, t->user_id, a->auth_time, a->acr, a->amr)) != 0)
             return rc;
     }

@@ -14,25 +14,14 @@ static int tx_end(bv_tx_t *tx, void *varg)
 {
     const char *sid = varg;
     int64_t now = bv_now_us();
-    bv_stmt_t *s =
-        bv_tx_prepare(tx, "UPDATE oauth_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL");
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, now);
-    bv_stmt_bind_text(s, 2, sid, -1);
-    int rc = bv_stmt_step(s);
-    bv_stmt_reset(s);
-    if (rc != BV_DONE)
-        return rc < 0 ? rc : BV_EIO;
-    s = bv_tx_prepare(tx, "UPDATE oauth_families SET revoked_at = ?, revoked_reason = 'logout' "
-                          "WHERE session_id = ? AND revoked_at IS NULL");
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, now);
-    bv_stmt_bind_text(s, 2, sid, -1);
-    rc = bv_stmt_step(s);
-    bv_stmt_reset(s);
-    return rc == BV_DONE ? 0 : rc < 0 ? rc : BV_EIO;
+    int rc = bv_tx_execf(tx, "UPDATE oauth_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL", "it",
+                         now, sid);
+    if (rc != 0)
+        return rc;
+    return bv_tx_execf(tx,
+                       "UPDATE oauth_families SET revoked_at = ?, revoked_reason = 'logout' "
+                       "WHERE session_id = ? AND revoked_at IS NULL",
+                       "it", now, sid);
 }
 
 /* Verifies an ID token we issued (signature with our keys, iss); its aud into client_out. */

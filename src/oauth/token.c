@@ -230,15 +230,9 @@ static int tx_refresh(bv_tx_t *tx, void *varg)
         a->why = "the refresh token expired";
         return 0;
     }
-    s = bv_tx_prepare(tx, "UPDATE oauth_refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL");
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, now);
-    bv_stmt_bind_text(s, 2, a->hash, -1);
-    rc = bv_stmt_step(s);
-    bv_stmt_reset(s);
-    if (rc != BV_DONE)
-        return rc < 0 ? rc : BV_EIO;
+    if ((rc = bv_tx_execf(tx, "UPDATE oauth_refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL", "it",
+                          now, a->hash)) != 0)
+        return rc;
     return insert_refresh(tx, a->new_refresh_hash, a->family_id);
 }
 

@@ -93,6 +93,13 @@ const char *bv_stmt_text(bv_stmt_t *s, int col); /* NULL for SQL NULL */
 const void *bv_stmt_blob(bv_stmt_t *s, int col, size_t *len_out);
 void bv_stmt_reset(bv_stmt_t *s);
 
+/* Runs one statement that returns no rows (INSERT, UPDATE, DELETE) with its parameters
+ * bound in order from `types`: 'i' int64_t, 't' const char * (NULL binds SQL NULL),
+ * 'n' SQL NULL (no argument). Returns 0 or the step's error (BV_ECONFLICT for a
+ * constraint, BV_EBUSY, BV_EIO; BV_EINVALID for a bad type letter or a statement that
+ * returns a row). Rows changed: bv_tx_changes. */
+int bv_tx_execf(bv_tx_t *tx, const char *sql, const char *types, ...);
+
 /* Executes a statement without parameters or results (DDL, PRAGMA). 0 or negative. */
 int bv_tx_exec(bv_tx_t *tx, const char *sql);
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */

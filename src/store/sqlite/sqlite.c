@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,31 @@ int bv_tx_exec(bv_tx_t *tx, const char *sql)
         return map_rc(NULL, rc) == BV_DONE ? BV_EIO : map_rc(NULL, rc);
     }
     return 0;
+}
+
+int bv_tx_execf(bv_tx_t *tx, const char *sql, const char *types, ...)
+{
+    bv_stmt_t *s = bv_tx_prepare(tx, sql);
+    int rc = 0, idx = 1;
+    va_list ap;
+    if (s == NULL)
+        return BV_EIO;
+    va_start(ap, types);
+    for (const char *t = types; *t != '\0' && rc == 0; t++, idx++) {
+        switch (*t) {
+        case 'i': rc = bv_stmt_bind_int64(s, idx, va_arg(ap, int64_t)); break;
+        case 't': rc = bv_stmt_bind_text(s, idx, va_arg(ap, const char *), -1); break;
+        case 'n': rc = bv_stmt_bind_null(s, idx); break;
+        default: rc = BV_EINVALID;
+        }
+    }
+    va_end(ap);
+    if (rc == 0) {
+        rc = bv_stmt_step(s);
+        rc = rc == BV_DONE ? 0 : rc == BV_ROW ? BV_EINVALID : rc;
+    }
+    bv_stmt_reset(s);
+    return rc;
 }
 
 int64_t bv_tx_changes(bv_tx_t *tx) { return sqlite3_changes64(tx->conn->db); }

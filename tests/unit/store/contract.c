@@ -317,6 +317,40 @@ static int blob_roundtrip(bv_tx_t *tx, void *arg)
     return 0;
 }
 
+static int execf_job(bv_tx_t *tx, void *arg)
+{
+    int *rcs = arg;
+    rcs[0] = bv_tx_execf(tx, "INSERT INTO contract_items(id, name, amount) VALUES (?, ?, ?)", "iti", (int64_t)21,
+                         "execf", (int64_t)210);
+    rcs[1] = bv_tx_execf(tx, "INSERT INTO contract_items(id, name, amount) VALUES (?, ?, ?)", "iti", (int64_t)22,
+                         "execf", (int64_t)220); /* name is UNIQUE */
+    rcs[2] = bv_tx_execf(tx, "UPDATE contract_items SET data = ? WHERE id = ?", "ni", (int64_t)21);
+    rcs[3] = (int)bv_tx_changes(tx);
+    rcs[4] = bv_tx_execf(tx, "SELECT id FROM contract_items WHERE id = ?", "i", (int64_t)21); /* returns a row */
+    rcs[5] = bv_tx_execf(tx, "DELETE FROM contract_items WHERE id = ?", "x", (int64_t)21);  /* bad type */
+    return 0;
+}
+
+static void test_execf(void **state)
+{
+    (void)state;
+    bv_store_t *st = fresh();
+    int rcs[6];
+    assert_int_equal(bv_store_write(st, execf_job, rcs), 0);
+    assert_int_equal(rcs[0], 0);
+    assert_int_equal(rcs[1], BV_ECONFLICT);
+    assert_int_equal(rcs[2], 0);
+    assert_int_equal(rcs[3], 1);
+    assert_int_equal(rcs[4], BV_EINVALID);
+    assert_int_equal(rcs[5], BV_EINVALID);
+    lookup_t l = {.id = 21};
+    assert_int_equal(bv_store_read(st, lookup_item, &l), 0);
+    assert_true(l.found);
+    assert_int_equal(l.amount, 210);
+    assert_int_equal(l.count, 1);
+    bv_contract_factory->destroy(st);
+}
+
 static void test_blobs_and_statement_cache(void **state)
 {
     (void)state;
@@ -350,6 +384,7 @@ const struct CMUnitTest bv_store_contract_tests[] = {
     cmocka_unit_test(test_write_inside_job_refused),
     cmocka_unit_test(test_read_transactions_cannot_write),
     cmocka_unit_test(test_blobs_and_statement_cache),
+    cmocka_unit_test(test_execf),
     cmocka_unit_test(test_durable_across_reopen),
 };
 const size_t bv_n_store_contract_tests = sizeof(bv_store_contract_tests) / sizeof(bv_store_contract_tests[0]);
