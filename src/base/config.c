@@ -96,6 +96,23 @@ static const setting_t settings[] = {
     {"MFA_OTP_TTL_S", T_INT, NO_FIELD, "180", 30, 300, 0, NULL, "lifetime of a one-time code challenge"},
     {"MFA_MAX_CHALLENGES_15MIN", T_INT, NO_FIELD, "10", 1, 1000, 0, NULL, "challenges per user per 15 minutes"},
     {"MFA_MAX_ATTEMPTS", T_INT, NO_FIELD, "5", 1, 10, 0, NULL, "wrong codes before a challenge is dead"},
+    {"MFA_LOGIN_POLICY", T_ENUM, NO_FIELD, "all", 0, 0, 0, "all|enrolled",
+     "second login step for all customers, or only for those with a soft token"},
+    {"MFA_TOTP_ALGORITHM", T_ENUM, NO_FIELD, "sha1", 0, 0, 0, "sha1|sha256|sha512", "HMAC of new soft tokens"},
+    /* customer banking and the core port (issue 8) */
+    {"CORE", T_ENUM, NO_FIELD, "builtin", 0, 0, 0, "builtin|http", "core-banking adapter: the ledger in process, or a core over HTTP"},
+    {"CORE_URL", T_STR, NO_FIELD, "", 0, 0, 0, NULL, "base URL of the core over HTTP (BOVEDA_CORE=http)"},
+    {"CORE_TOKEN", T_STR, NO_FIELD, "", 0, 0, 1, NULL, "bearer token of the core contract (client and `boveda core`)"},
+    {"CORE_TIMEOUT_MS", T_INT, NO_FIELD, "5000", 100, 120000, 0, NULL, "per-request timeout towards the core"},
+    {"CORE_CA_FILE", T_STR, NO_FIELD, "", 0, 0, 0, NULL, "CA bundle that verifies the core's TLS certificate"},
+    {"CORE_FAULTS", T_STR, NO_FIELD, "", 0, 0, 0, NULL, "`boveda core` fault injection for tests (docs/core-contract.md)"},
+    {"SERVE_CONSUMERS", T_STR, NO_FIELD, "all", 0, 0, 0, NULL, "queue consumers run by `boveda serve`: all, none or a list"},
+    {"TRANSFER_MAX_AMOUNT", T_STR, NO_FIELD, "10000", 0, 0, 0, NULL, "largest customer transfer (in the currency's units)"},
+    {"TRANSFER_DAILY_LIMIT", T_STR, NO_FIELD, "20000", 0, 0, 0, NULL, "customer transfers per account per day (currency units)"},
+    {"TRANSFER_MAX_RETRIES", T_INT, NO_FIELD, "8", 0, 100, 0, NULL, "retryable core failures before a transfer fails"},
+    {"TRANSFER_BACKOFF_MS", T_INT, NO_FIELD, "500", 1, 600000, 0, NULL, "first retry delay (exponential, full jitter)"},
+    {"TRANSFER_CONCURRENCY", T_INT, NO_FIELD, "8", 1, 64, 0, NULL, "transfers executed at once by the worker"},
+    {"PROFILE_CACHE_TTL_S", T_INT, NO_FIELD, "300", 0, 86400, 0, NULL, "lifetime of the encrypted profile cache entries"},
 };
 #undef S
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -297,10 +314,6 @@ static int validate(bv_config_t *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "BOVEDA_TLS_KEY: HTTPS is enabled but the key file is not readable");
             return BV_ECONFIG;
         }
-    }
-    if (cfg->http_listen[0] == '\0' && cfg->https_listen[0] == '\0') {
-        snprintf(err, errlen, "BOVEDA_HTTP_LISTEN: no listener configured (HTTP and HTTPS both empty)");
-        return BV_ECONFIG;
     }
     if (cfg->admin_token[0] != '\0' && strlen(cfg->admin_token) < 32) {
         snprintf(err, errlen, "BOVEDA_ADMIN_TOKEN: must be at least 32 characters");

@@ -50,7 +50,13 @@
     X(BV_EOTP_EXPIRED, 422, "otp-expired", "One-time code expired")                                \
     X(BV_EOTP_LOCKED, 422, "otp-locked", "Too many wrong codes: challenge locked")                 \
     X(BV_EOTP_USED, 422, "otp-used", "One-time code already used")                                 \
-    X(BV_EOTP_RATE, 429, "otp-rate-limited", "Too many one-time code challenges")
+    X(BV_EOTP_RATE, 429, "otp-rate-limited", "Too many one-time code challenges")                  \
+    X(BV_ESTEP_UP, 401, "step-up-required", "A fresh second factor is required")                   \
+    /* customer banking and the core port (issue 8) */                                             \
+    X(BV_ELIMIT, 422, "limit-exceeded", "Transfer limit exceeded")                                 \
+    X(BV_ETIMEOUT, 504, "upstream-timeout", "The core platform did not answer in time")            \
+    X(BV_EUPSTREAM, 502, "upstream-failure", "The core platform failed")                           \
+    X(BV_EUNPROCESSABLE, 422, "validation-failed", "A field's value cannot be accepted")
 
 typedef enum {
     BV_OK = 0,

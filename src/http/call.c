@@ -151,6 +151,22 @@ int bv_call_query_int_or_reply(bv_call_t *c, const char *name, int64_t def, int6
     return 0;
 }
 
+/* The scopes a customer's token may use. Every other scope (ledger:*, audit:*, notify:*,
+ * metrics:*, ...) is a back-office scope: it never counts for a user principal, even when a
+ * misconfigured client let a customer's token carry it, so a new staff scope is protected
+ * without anyone remembering to list it. */
+static const char *const customer_scopes[] = {
+    "openid", "profile", "email", "phone", "offline_access", "banking:read", "banking:write",
+};
+
+static int customer_scope(const char *scope, size_t sl)
+{
+    for (size_t i = 0; i < sizeof(customer_scopes) / sizeof(customer_scopes[0]); i++)
+        if (strlen(customer_scopes[i]) == sl && memcmp(customer_scopes[i], scope, sl) == 0)
+            return 1;
+    return 0;
+}
+
 int bv_principal_has_scope(const bv_principal_t *p, const char *scope)
 {
     if (p->kind == BV_PRINCIPAL_ADMIN)
@@ -158,6 +174,8 @@ int bv_principal_has_scope(const bv_principal_t *p, const char *scope)
     if (p->kind == BV_PRINCIPAL_NONE)
         return 0;
     size_t sl = strlen(scope);
+    if (p->kind == BV_PRINCIPAL_USER && !customer_scope(scope, sl))
+        return 0;
     const char *s = p->scopes;
     while (*s) {
         while (*s == ' ')

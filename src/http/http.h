@@ -37,7 +37,9 @@ typedef struct {
     int64_t auth_time;   /* seconds, 0 if unknown */
 } bv_principal_t;
 
-/* 1 if p holds `scope` (the admin principal holds all scopes). */
+/* 1 if p holds `scope` (the admin principal holds all scopes). A user principal (a
+ * customer's token) only ever holds the customer scopes: openid profile email phone
+ * offline_access banking:read banking:write; back-office scopes never count for it. */
 int bv_principal_has_scope(const bv_principal_t *p, const char *scope);
 /* "admin:admin", "user:<id>", "client:<id>": the actor string used by audit records. */
 void bv_principal_actor(const bv_principal_t *p, char *out, size_t n);

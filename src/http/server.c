@@ -714,6 +714,12 @@ int bv_http_create(const bv_config_t *cfg, bv_http_t **out)
         if ((rc = setup_tls(srv)) != 0)
             goto out;
     }
+    if (srv->n_listeners == 0) { /* `boveda worker` needs none; a server does */
+        bv_log_error("invalid setting", "\"setting\":\"BOVEDA_HTTP_LISTEN\",\"reason\":\"no listener "
+                                        "configured (HTTP and HTTPS both empty)\"");
+        rc = BV_ECONFIG;
+        goto out;
+    }
     /* CORS allow-list */
     for (const char *p = cfg->cors_origins; *p;) {
         while (*p == ' ' || *p == ',')
@@ -763,11 +769,10 @@ static int admin_authenticate(void *cls, const char *token, size_t len, bv_princ
 {
     bv_http_t *srv = cls;
     size_t al = strlen(srv->admin_token);
-    /* Not "ours" unless it has the admin token's length: JWTs go on to the next one. */
-    if (len != al)
+    /* Anything but the admin token goes on to the next authenticator (JWTs, the core
+     * contract's token, ...); the chain answers 401 when nobody claims it. */
+    if (len != al || !bv_ct_equal(token, len, srv->admin_token, al))
         return BV_ENOTFOUND;
-    if (!bv_ct_equal(token, len, srv->admin_token, al))
-        return BV_EUNAUTHENTICATED;
     memset(out, 0, sizeof(*out));
     out->kind = BV_PRINCIPAL_ADMIN;
     snprintf(out->subject, sizeof(out->subject), "admin");

@@ -428,7 +428,14 @@ int bv_queue_module_routes(bv_app_t *app)
     int rc = bv_http_add_metrics(app->http, render_metrics, app->store);
     if (rc != 0)
         return rc;
-    return bv_queue_workers_start(app->store, NULL);
+    /* BOVEDA_SERVE_CONSUMERS: "all", "none" (only the outbox drainer and the sweeper) or a
+     * list, e.g. to leave the transfers consumer to a separate `boveda worker`. */
+    const char *which = bv_config_str(app->cfg, "SERVE_CONSUMERS");
+    if (which == NULL || which[0] == '\0' || strcmp(which, "all") == 0)
+        which = NULL;
+    else if (strcmp(which, "none") == 0)
+        which = "";
+    return bv_queue_workers_start(app->store, which);
 }
 
 void bv_queue_module_fini(bv_app_t *app)

@@ -88,7 +88,7 @@ async function authParams(extra = {}) {
         nonce: oidc.randomNonce(),
         params: {
             redirect_uri: SPA_REDIRECT,
-            scope: 'openid profile email ledger:read',
+            scope: 'openid profile email banking:read',
             code_challenge: await oidc.calculatePKCECodeChallenge(code_verifier),
             code_challenge_method: 'S256',
             ...extra,

@@ -377,10 +377,32 @@ static void test_graceful_stop_finishes_in_flight(void **state)
     free(resp);
 }
 
+/* A customer's token never holds a back-office scope, whatever its scope claim says. */
+static void test_principal_scopes(void **state)
+{
+    (void)state;
+    bv_principal_t p = {.kind = BV_PRINCIPAL_USER};
+    snprintf(p.scopes, sizeof(p.scopes), "openid banking:read ledger:write audit:read");
+    assert_true(bv_principal_has_scope(&p, "openid"));
+    assert_true(bv_principal_has_scope(&p, "banking:read"));
+    assert_false(bv_principal_has_scope(&p, "banking:write"));
+    assert_false(bv_principal_has_scope(&p, "ledger:write"));
+    assert_false(bv_principal_has_scope(&p, "audit:read"));
+    assert_false(bv_principal_has_scope(&p, "banking"));
+    p.kind = BV_PRINCIPAL_CLIENT;
+    assert_true(bv_principal_has_scope(&p, "ledger:write"));
+    assert_false(bv_principal_has_scope(&p, "ledger:read"));
+    p.kind = BV_PRINCIPAL_ADMIN;
+    assert_true(bv_principal_has_scope(&p, "anything:at-all"));
+    p.kind = BV_PRINCIPAL_NONE;
+    assert_false(bv_principal_has_scope(&p, "openid"));
+}
+
 int main(void)
 {
     bv_log_set_level(BV_LOG_WARN);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_principal_scopes),
         cmocka_unit_test(test_router_unit),
         cmocka_unit_test(test_routing_and_errors),
         cmocka_unit_test(test_auth_json_and_limits),
