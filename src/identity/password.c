@@ -2,7 +2,9 @@
  *
  * libargon2's low-level argon2_ctx is used with our own allocator: the 19 MiB work area is
  * mmap'ed and munmap'ed per hash, so it goes back to the kernel at once instead of
- * growing the malloc heap (idle resident memory stays small after a burst of logins).
+ * growing the malloc heap (idle resident memory stays small after a burst of logins). It is
+ * mapped with MAP_POPULATE: the kernel fills it in one call instead of ~5,000 page faults
+ * taken one by one while Argon2 first touches it.
  * The PHC string is encoded and parsed here; parameters read back from the database are
  * bounded before any memory is committed. */
 #include <argon2.h>
@@ -25,7 +27,7 @@
 
 static int on_alloc(uint8_t **memory, size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         return ARGON2_MEMORY_ALLOCATION_ERROR;
     *memory = p;

@@ -922,3 +922,13 @@ void bv_keys_close(bv_keys_t *k)
     pthread_mutex_destroy(&k->fields_lock);
     free(k);
 }
+
+int bv_keys_random(bv_keys_t *k, void *out, size_t len)
+{
+    if (k == NULL || out == NULL || len == 0 || len > 1024)
+        return BV_EINVALID;
+    int rc = k->ks->ops->random(k->ks, out, len);
+    if (rc != 0)
+        OPENSSL_cleanse(out, len);
+    return rc;
+}

@@ -49,6 +49,12 @@ int bv_keys_decrypt(bv_keys_t *k, const bv_aad_t *aad, const void *ct, size_t le
 /* HMAC-SHA-256 under the purpose's HMAC key (e.g. "otp", "token-lookup"). */
 int bv_keys_hmac(bv_keys_t *k, const char *purpose, const void *data, size_t len, unsigned char out[32]);
 
+/* Secret material born in the master key store: len (1..1024) random bytes from the
+ * store's generator — inside the HSM (C_GenerateRandom) with the PKCS#11 adapter, OpenSSL's
+ * CSPRNG with the file adapter. For seeds handed to customers' devices (TOTP). Not inside
+ * a write job. 0, BV_EINVALID, BV_EKEYSTORE. */
+int bv_keys_random(bv_keys_t *k, void *out, size_t len);
+
 /* Signs `data` with the active signing key for `alg` ("ES256" or "RS256"); the signature
  * is in JWS form (ES256: raw r||s, 64 bytes). kid_out receives the key id. */
 int bv_keys_sign(bv_keys_t *k, const char *alg, const void *data, size_t len, bv_buf_t *sig_out,

@@ -59,6 +59,9 @@ typedef struct {
     int (*sign_generate)(bv_keystore_t *ks, const char *kid, bv_keys_alg_t alg, EVP_PKEY **pub_out);
     int (*sign)(bv_keystore_t *ks, const char *kid, bv_keys_alg_t alg, const void *data, size_t len,
                 bv_buf_t *sig_out);
+    /* Fills out with len random bytes from the store's own generator (the HSM's for
+     * pkcs11: C_GenerateRandom). 0, BV_EKEYSTORE. */
+    int (*random)(bv_keystore_t *ks, void *out, size_t len);
     void (*close)(bv_keystore_t *ks);
 } bv_keystore_ops_t;
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,6 +363,12 @@ static void file_close(bv_keystore_t *ks)
     free(f);
 }
 
+static int file_random(bv_keystore_t *ks, void *out, size_t len)
+{
+    (void)ks;
+    return RAND_priv_bytes(out, (int)len) == 1 ? 0 : BV_EKEYSTORE;
+}
+
 static const bv_keystore_ops_t file_ops = {
     .name = "file",
     .master_ensure = file_master_ensure,
@@ -369,6 +376,7 @@ static const bv_keystore_ops_t file_ops = {
     .unwrap = file_unwrap,
     .sign_generate = NULL,
     .sign = NULL,
+    .random = file_random,
     .close = file_close,
 };
 

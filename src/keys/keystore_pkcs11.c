@@ -679,6 +679,23 @@ static void p11_close(bv_keystore_t *ks)
     free(p);
 }
 
+typedef struct {
+    unsigned char *out;
+    size_t len;
+} random_arg_t;
+
+static CK_RV op_random(p11_ks_t *p, sess_t *s, void *arg)
+{
+    random_arg_t *a = arg;
+    return p->fl->C_GenerateRandom(s->h, a->out, (CK_ULONG)a->len);
+}
+
+static int p11_random(bv_keystore_t *ks, void *out, size_t len)
+{
+    random_arg_t a = {.out = out, .len = len};
+    return run_op((p11_ks_t *)ks, "random", op_random, &a) == CKR_OK ? 0 : BV_EKEYSTORE;
+}
+
 static const bv_keystore_ops_t p11_ops = {
     .name = "pkcs11",
     .master_ensure = p11_master_ensure,
@@ -686,6 +703,7 @@ static const bv_keystore_ops_t p11_ops = {
     .unwrap = p11_unwrap,
     .sign_generate = p11_sign_generate,
     .sign = p11_sign,
+    .random = p11_random,
     .close = p11_close,
 };
 

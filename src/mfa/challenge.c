@@ -61,6 +61,11 @@ int bv_mfa_options_load(const bv_config_t *cfg, bv_mfa_options_t *out)
     out->ttl_us = bv_config_int(cfg, "MFA_OTP_TTL_S") * 1000000LL;
     out->max_challenges = (int)bv_config_int(cfg, "MFA_MAX_CHALLENGES_15MIN");
     out->max_attempts = (int)bv_config_int(cfg, "MFA_MAX_ATTEMPTS");
+    const char *policy = bv_config_str(cfg, "MFA_LOGIN_POLICY"), *alg = bv_config_str(cfg, "MFA_TOTP_ALGORITHM");
+    out->login_policy_all = policy == NULL || strcmp(policy, "enrolled") != 0;
+    out->totp_alg = alg != NULL && strcmp(alg, "sha256") == 0   ? BV_OTP_SHA256
+                    : alg != NULL && strcmp(alg, "sha512") == 0 ? BV_OTP_SHA512
+                                                                : BV_OTP_SHA1;
     if (out->digits != 4 && out->digits != 6)
         return BV_ECONFIG;
     return 0;
@@ -72,7 +77,8 @@ int bv_mfa_open(bv_store_t *store, bv_keys_t *keys, const bv_mfa_options_t *opt,
     int rc = BV_EINVALID;
     *out = NULL;
     if (store == NULL || keys == NULL || (opt->digits != 4 && opt->digits != 6) || opt->ttl_us < 1000000 ||
-        opt->ttl_us > 300 * 1000000LL || opt->max_challenges < 1 || opt->max_attempts < 1)
+        opt->ttl_us > 300 * 1000000LL || opt->max_challenges < 1 || opt->max_attempts < 1 ||
+        mfa_alg_name(opt->totp_alg) == NULL)
         goto out;
     rc = BV_ENOMEM;
     if ((m = calloc(1, sizeof(*m))) == NULL)
@@ -173,6 +179,26 @@ out:
     return rc;
 }
 
+int bv_mfa_op_binding(const char *kind, const char *user_id, const char *object, unsigned char out[32])
+{
+    static const char tag[] = "boveda-mfa-binding/v1/op\n";
+    unsigned int len = 0;
+    int rc = BV_EINVALID;
+    EVP_MD_CTX *ctx = NULL;
+    if (!text_ok(kind, 64) || !text_ok(user_id, 128) || object == NULL || strlen(object) > 256)
+        goto out;
+    rc = BV_ECRYPTO;
+    if ((ctx = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, tag, sizeof(tag) - 1) != 1 || put_field(ctx, kind) != 0 ||
+        put_field(ctx, user_id) != 0 || put_field(ctx, object) != 0 || EVP_DigestFinal_ex(ctx, out, &len) != 1 ||
+        len != 32)
+        goto out;
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
 /* ---- challenges ---- */
 
 /* HMAC(otp key, "challenge:" id ":" code). */
@@ -222,6 +248,27 @@ static int audit(bv_tx_t *tx, const char *user_id, const char *action, const cha
                            .request_id = rid,
                            .details = details};
     int rc = bv_audit_append(tx, &ev);
+    json_decref(details);
+    return rc;
+}
+
+typedef struct {
+    const char *user_id, *action, *outcome, *ip, *rid;
+    json_t *details;
+} audit_arg_t;
+
+static int tx_audit(bv_tx_t *tx, void *arg)
+{
+    audit_arg_t *a = arg;
+    json_incref(a->details); /* audit() drops one reference; a retried job needs it again */
+    return audit(tx, a->user_id, a->action, NULL, a->outcome, a->ip, a->rid, a->details);
+}
+
+int mfa_audit_write(bv_mfa_t *m, const char *user_id, const char *action, const char *outcome, const char *ip,
+                    const char *rid, json_t *details)
+{
+    audit_arg_t a = {user_id, action, outcome, ip, rid, details};
+    int rc = bv_store_run_tx(m->store, 1, tx_audit, &a);
     json_decref(details);
     return rc;
 }
@@ -426,6 +473,7 @@ static int tx_verify(bv_tx_t *tx, void *arg)
     expires_at = bv_stmt_int64(s, 7);
     bv_stmt_reset(s);
     a->out->purpose = purpose;
+    a->out->channel = channel;
     if (strcmp(status, "verified") == 0)
         return BV_EOTP_USED;
     if (strcmp(status, "locked") == 0)
@@ -529,8 +577,12 @@ int bv_mfa_challenge_verify(bv_mfa_t *m, const char *user_id, const char *id, co
         rc = a.outcome;
     if (rc != 0) {
         int left = out->attempts_left;
+        bv_mfa_purpose_t purpose = out->purpose;
+        bv_mfa_channel_t channel = out->channel;
         OPENSSL_cleanse(out, sizeof(*out));
         out->attempts_left = left;
+        out->purpose = purpose;
+        out->channel = channel;
     }
     return rc;
 }

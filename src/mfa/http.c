@@ -1,9 +1,11 @@
 /* The customer's own MFA routes (access token of a user with scope "openid"):
  *   POST   /v1/otp/challenges              create a challenge (SMS, e-mail or TOTP)
  *   POST   /v1/otp/challenges/{id}/verify  verify its code, get a single-use proof
- *   POST   /v1/me/totp                     enrol a TOTP soft token (pending)
+ *   POST   /v1/me/totp                     enrol a TOTP soft token (pending); replacing an
+ *                                          active one needs a step-up proof
  *   POST   /v1/me/totp/confirm             confirm it with a first code
- *   DELETE /v1/me/totp                     revoke it
+ *   POST   /v1/me/totp/resync              resynchronise it with two consecutive codes
+ *   DELETE /v1/me/totp                     revoke it (an active one: step-up proof)
  * A challenge of another user answers 404, as if it did not exist. */
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -175,13 +177,31 @@ out:
 typedef struct {
     const char *code;
     json_t *operation;
+    const char *binding;
 } verify_body_t;
 
 static const bv_json_field_t verify_spec[] = {
     {"code", BV_JSON_STRING, BV_JSON_REQUIRED, 1, 32, offsetof(verify_body_t, code), NULL},
     {"operation", BV_JSON_OBJECT, BV_JSON_NULLABLE, 0, 0, offsetof(verify_body_t, operation), NULL},
+    {"binding", BV_JSON_STRING, BV_JSON_NULLABLE, 64, 64, offsetof(verify_body_t, binding), NULL},
     BV_JSON_END,
 };
+
+/* 64 hexadecimal characters into 32 bytes; 0 or -1. */
+static int unhex32(const char *s, unsigned char out[32])
+{
+    for (int i = 0; i < 64; i++) {
+        char ch = s[i];
+        int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (v < 0)
+            return -1;
+        if (i % 2 == 0)
+            out[i / 2] = (unsigned char)(v << 4);
+        else
+            out[i / 2] |= (unsigned char)v;
+    }
+    return s[64] == '\0' ? 0 : -1;
+}
 
 /* A problem with the attempts left as an extension member (RFC 9457 §3.2). */
 static void reply_invalid_code(bv_call_t *c, int attempts_left)
@@ -216,6 +236,19 @@ static void on_verify(bv_call_t *c)
         return;
     if (binding_or_reply(c, b.operation, binding, &has_binding) != 0)
         goto out;
+    /* a step-up challenge (docs/mfa.md) is bound to a request, not to a transfer: its client
+     * echoes the binding the 401 answer gave */
+    if (b.binding != NULL) {
+        if (has_binding) {
+            bv_reply_problem(c, BV_EINVALID, "give either operation or binding", "binding");
+            goto out;
+        }
+        if (unhex32(b.binding, binding) != 0) {
+            bv_reply_problem(c, BV_EINVALID, "binding must be 64 lower-case hexadecimal characters", "binding");
+            goto out;
+        }
+        has_binding = 1;
+    }
     if (id == NULL || !bv_uuid_valid(id)) {
         bv_reply_problem(c, BV_ENOTFOUND, "no such challenge", NULL);
         goto out;
@@ -264,13 +297,34 @@ out:
 
 /* ---- TOTP ---- */
 
+/* The token's id when the user has an active one ("" otherwise); replies on error. */
+static int active_token_or_reply(bv_call_t *c, bv_mfa_t *m, char id_out[BV_UUID_STR_LEN + 1], int *exists_out)
+{
+    bv_mfa_totp_info_t info;
+    int rc = bv_mfa_totp_info(m, c->principal.subject, &info);
+    id_out[0] = '\0';
+    *exists_out = rc == 0;
+    if (rc == BV_ENOTFOUND)
+        return 0;
+    if (rc != 0) {
+        reply_error(c, rc, NULL, NULL);
+        return -1;
+    }
+    if (info.active)
+        snprintf(id_out, BV_UUID_STR_LEN + 1, "%s", info.id);
+    return 0;
+}
+
 static void on_totp_enrol(bv_call_t *c)
 {
     bv_mfa_enrolment_t e;
     bv_identity_user_t u;
     bv_mfa_t *m;
     json_t *codes, *body;
-    int rc;
+    unsigned char binding[32];
+    char active_id[BV_UUID_STR_LEN + 1];
+    const char *proof = NULL;
+    int exists, rc;
     if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_identity_instance() == NULL ||
@@ -278,8 +332,26 @@ static void on_totp_enrol(bv_call_t *c)
         reply_error(c, BV_EUNAUTHENTICATED, "unknown user", NULL);
         return;
     }
-    if ((rc = bv_mfa_totp_enrol(m, u.id, u.username, c->request_id, &e)) != 0) {
-        reply_error(c, rc, rc == BV_ECONFLICT ? "a confirmed soft token exists: revoke it first" : NULL,
+    if (active_token_or_reply(c, m, active_id, &exists) != 0)
+        return;
+    if (active_id[0] == '\0') {
+        rc = bv_mfa_totp_enrol(m, u.id, u.username, c->request_id, &e);
+    } else {
+        /* replacing the active soft token: a fresh second factor bound to "replace this token" */
+        if ((rc = bv_mfa_op_binding("totp.replace", u.id, active_id, binding)) != 0) {
+            reply_error(c, rc, NULL, NULL);
+            return;
+        }
+        if (bv_mfa_step_up_or_reply(c, u.id, BV_MFA_DEVICE_ENROLMENT, binding, &proof) != 0)
+            return;
+        rc = bv_mfa_totp_replace(m, u.id, u.username, proof, c->request_id, &e);
+        if (rc == BV_EOTP_INVALID || rc == BV_EOTP_USED || rc == BV_EOTP_EXPIRED) {
+            bv_mfa_step_up_reply(c, u.id, BV_MFA_DEVICE_ENROLMENT, binding, rc);
+            return;
+        }
+    }
+    if (rc != 0) {
+        reply_error(c, rc, rc == BV_ECONFLICT ? "a confirmed soft token exists: replacing it needs a step-up" : NULL,
                     NULL);
         return;
     }
@@ -287,7 +359,7 @@ static void on_totp_enrol(bv_call_t *c)
     for (int i = 0; codes != NULL && i < BV_MFA_RECOVERY_CODES; i++)
         json_array_append_new(codes, json_string(e.recovery_codes[i]));
     body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:s, s:o}", "id", e.id, "status", "pending",
-                     "secret", e.secret, "otpauth_uri", e.uri, "algorithm", "SHA1", "digits", 6, "period", 30,
+                     "secret", e.secret, "otpauth_uri", e.uri, "algorithm", e.algorithm, "digits", 6, "period", 30,
                      "qr_svg", e.qr_svg.data ? e.qr_svg.data : "", "recovery_codes", codes);
     bv_mfa_enrolment_clear(&e);
     if (body == NULL) {
@@ -331,16 +403,71 @@ static void on_totp_confirm(bv_call_t *c)
 static void on_totp_revoke(bv_call_t *c)
 {
     bv_mfa_t *m;
-    int rc;
+    unsigned char binding[32];
+    char active_id[BV_UUID_STR_LEN + 1];
+    const char *proof = NULL, *user = c->principal.subject;
+    int exists, rc;
     if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
         return;
-    rc = bv_mfa_totp_revoke(m, c->principal.subject, c->request_id);
+    if (active_token_or_reply(c, m, active_id, &exists) != 0)
+        return;
+    if (!exists) {
+        bv_reply_problem(c, BV_ENOTFOUND, "no soft token", NULL);
+        return;
+    }
+    if (active_id[0] != '\0') { /* an active second factor goes only with a fresh one */
+        if ((rc = bv_mfa_op_binding("totp.revoke", user, active_id, binding)) != 0) {
+            reply_error(c, rc, NULL, NULL);
+            return;
+        }
+        if (bv_mfa_step_up_or_reply(c, user, BV_MFA_DEVICE_ENROLMENT, binding, &proof) != 0)
+            return;
+    }
+    rc = bv_mfa_totp_revoke_with_proof(m, user, proof, c->request_id);
     if (rc == 0)
         bv_reply_empty(c, 204);
     else if (rc == BV_ENOTFOUND)
         bv_reply_problem(c, rc, "no soft token", NULL);
+    else if (active_id[0] != '\0' && (rc == BV_EOTP_INVALID || rc == BV_EOTP_USED || rc == BV_EOTP_EXPIRED))
+        bv_mfa_step_up_reply(c, user, BV_MFA_DEVICE_ENROLMENT, binding, rc);
+    else if (rc == BV_EOTP_INVALID) /* it became active meanwhile */
+        bv_reply_problem(c, BV_ECONFLICT, "the soft token changed: try again", NULL);
     else
         reply_error(c, rc, NULL, NULL);
+}
+
+typedef struct {
+    const char *code1, *code2;
+} resync_body_t;
+
+static const bv_json_field_t resync_spec[] = {
+    {"code1", BV_JSON_STRING, BV_JSON_REQUIRED, 6, 6, offsetof(resync_body_t, code1), NULL},
+    {"code2", BV_JSON_STRING, BV_JSON_REQUIRED, 6, 6, offsetof(resync_body_t, code2), NULL},
+    BV_JSON_END,
+};
+
+static void on_totp_resync(bv_call_t *c)
+{
+    resync_body_t b = {0};
+    json_t *root = NULL;
+    bv_mfa_totp_info_t info;
+    bv_mfa_t *m;
+    int rc;
+    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+        return;
+    if (bv_call_decode_json_or_reply(c, resync_spec, &b, &root) != 0)
+        return;
+    rc = bv_mfa_totp_resync(m, c->principal.subject, b.code1, b.code2, c->request_id);
+    if (rc == 0 && (rc = bv_mfa_totp_info(m, c->principal.subject, &info)) == 0)
+        bv_reply_json(c, 200, json_pack("{s:s, s:I}", "status", "active", "drift_steps", (json_int_t)info.drift));
+    else if (rc == BV_ENOTFOUND)
+        bv_reply_problem(c, rc, "no confirmed soft token", NULL);
+    else if (rc == BV_EOTP_INVALID)
+        bv_reply_problem(c, rc, "the two codes are not consecutive codes of the soft token near the current time",
+                         "code1");
+    else
+        reply_error(c, rc, NULL, NULL);
+    json_decref(root);
 }
 
 static const bv_route_t routes[] = {
@@ -348,6 +475,7 @@ static const bv_route_t routes[] = {
     {"POST", "/v1/otp/challenges/{id}/verify", on_verify, "openid", 4096, 0},
     {"POST", "/v1/me/totp", on_totp_enrol, "openid", 0, 0},
     {"POST", "/v1/me/totp/confirm", on_totp_confirm, "openid", 1024, 0},
+    {"POST", "/v1/me/totp/resync", on_totp_resync, "openid", 1024, 0},
     {"DELETE", "/v1/me/totp", on_totp_revoke, "openid", 0, 0},
 };
 

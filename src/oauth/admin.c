@@ -305,7 +305,7 @@ int bv_oauth_admin_demo_seed(bv_app_t *app, int argc, char **argv)
                                   .post_logout_redirect_uris = plru,
                                   .grant_types = "authorization_code refresh_token",
                                   .scope =
-                                      "openid profile email phone offline_access ledger:read ledger:write",
+                                      "openid profile email phone offline_access banking:read banking:write",
                                   .first_party = 1};
         rc = oauth_client_create(o, &req, id, secret, &why);
         json_decref(ru);
@@ -340,7 +340,7 @@ int bv_oauth_admin_demo_seed(bv_app_t *app, int argc, char **argv)
         }
         bv_identity_new_user_t nu = {.username = DEMO_USERNAME,
                                      .email = "demo@boveda.local",
-                                     .phone = NULL,
+                                     .phone = "+34600000000", /* SMS codes go to the demo inbox */
                                      .display_name = "Cliente Demo"};
         rc = bv_identity_user_create(o->identity, &nu, pw, len, "admin:cli", &u, &field);
         if (rc != 0) {

@@ -254,10 +254,15 @@ typedef struct {
 } oauth_page_t;
 void oauth_render_login(bv_call_t *c, int status, const oauth_page_t *p);
 /* An error page for requests that cannot be redirected (bad client or redirect URI). */
-/* The login's second-factor step: a code field for challenge_id; error 1 = wrong code,
- * 2 = too many attempts (no form). */
-void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const char *tx_id,
-                           const char *csrf, const char *challenge_id, int error);
+/* The login's second-factor step (issue 7). */
+typedef struct {
+    const char *tx_id, *csrf;
+    const char *challenge_id; /* the form's challenge; NULL or "" = no form */
+    int channel;              /* bv_mfa_channel_t: where the code comes from */
+    const char *destination;  /* masked phone / e-mail for sms / email */
+    int error;                /* 0 none, 1 wrong code, 2 too many codes (no form), 3 resend refused, 4 new code sent */
+} oauth_otp_page_t;
+void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const oauth_otp_page_t *p);
 void oauth_render_error(bv_call_t *c, int status, locale_t_ loc, const char *error, const char *description);
 void oauth_render_message(bv_call_t *c, int status, locale_t_ loc, const char *msg_key);
 

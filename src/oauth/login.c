@@ -2,8 +2,9 @@
  * transactions made of steps, and POST /oauth2/login which runs one step per request.
  *
  * A login transaction records the authorization request it serves, the steps it needs in
- * order ("password", then "otp" when the user has a confirmed TOTP soft token (src/mfa/,
- * added by the password step), plus "consent" for third-party clients) and the steps done.
+ * order ("password", then "otp" when BOVEDA_MFA_LOGIN_POLICY asks for a second factor
+ * (src/mfa/: a TOTP code, or an SMS / e-mail code; added by the password step), plus
+ * "consent" for third-party clients) and the steps done.
  * Each form post carries the transaction id and a CSRF token; both the token (stored
  * hashed) and the session cookie must match the transaction. When the last step is done
  * the session is rotated (a new cookie: no session fixation), the transaction is closed
@@ -439,13 +440,24 @@ static void render_step(bv_call_t *c, int status, locale_t_ loc, const oauth_cli
                         const char *error, int64_t retry_after)
 {
     if (step != NULL && strcmp(step, "otp") == 0) { /* the second factor (src/mfa/login.c) */
-        char ch[BV_UUID_STR_LEN + 1] = "";
-        int rc = bv_mfa_login_begin(t->user_id, c->client_ip, c->request_id, ch);
+        bv_mfa_login_step_t st;
+        int rc = bv_mfa_login_begin(t->user_id, t->locale, c->client_ip, c->request_id, &st);
+        if (rc == BV_EFORBIDDEN) { /* the last factor went away since the password step */
+            bv_mfa_login_refuse(t->user_id, c->client_ip, c->request_id);
+            oauth_render_message(c, 403, loc, "no_second_factor");
+            return;
+        }
         if (rc != 0 && rc != BV_EOTP_RATE) {
             bv_reply_problem(c, rc, NULL, NULL);
             return;
         }
-        oauth_render_otp_step(c, rc == 0 ? status : 429, loc, cl->name, t->id, csrf, ch, rc == 0 ? 0 : 2);
+        oauth_otp_page_t op = {.tx_id = t->id,
+                               .csrf = csrf,
+                               .challenge_id = st.challenge_id,
+                               .channel = (int)st.channel,
+                               .destination = st.destination,
+                               .error = rc == 0 ? 0 : 2};
+        oauth_render_otp_step(c, rc == 0 ? status : 429, loc, cl->name, &op);
         return;
     }
     oauth_page_t p = {.loc = loc,
@@ -542,11 +554,20 @@ void oauth_on_login(bv_call_t *c)
             goto out;
         }
         adv.user_id = lr.user.id;
-        int need_otp = 0;
-        if ((rc = bv_mfa_login_required(lr.user.id, &need_otp)) != 0) {
+        bv_mfa_login_plan_t plan;
+        if ((rc = bv_mfa_login_plan(lr.user.id, &plan)) != 0) {
             bv_reply_problem(c, rc, NULL, NULL);
             goto out;
         }
+        if (plan.required && !plan.available) { /* policy "all" and no factor at all: no way in */
+            if ((rc = bv_mfa_login_refuse(lr.user.id, c->client_ip, c->request_id)) != 0) {
+                bv_reply_problem(c, rc, NULL, NULL);
+                goto out;
+            }
+            oauth_render_message(c, 403, loc, "no_second_factor");
+            goto out;
+        }
+        int need_otp = plan.required;
         if (need_otp && !oauth_scope_has(t.steps_required, "otp")) { /* "password" -> "password otp" */
             char req[128];
             snprintf(req, sizeof(req), "password otp%s%.100s",
@@ -557,11 +578,41 @@ void oauth_on_login(bv_call_t *c)
         }
     } else if (strcmp(step_now, "otp") == 0) {
         const char *ch = oauth_form_get(&f, "challenge"), *code = oauth_form_get(&f, "code");
-        rc = bv_mfa_login_verify(t.user_id, ch, code ? code : "", c->client_ip, c->request_id);
+        const char *resend = oauth_form_get(&f, "resend");
+        bv_mfa_login_step_t st;
+        oauth_otp_page_t op = {.tx_id = t.id, .csrf = csrf, .challenge_id = ch};
+        if (resend != NULL && strcmp(resend, "1") == 0) { /* a new SMS/e-mail code, within the rate limit */
+            rc = bv_mfa_login_begin(t.user_id, t.locale, c->client_ip, c->request_id, &st);
+            if (rc == 0) {
+                op.challenge_id = st.challenge_id;
+                op.channel = (int)st.channel;
+                op.destination = st.destination;
+                op.error = 4;
+                oauth_render_otp_step(c, 200, loc, cl.name, &op);
+            } else if (rc == BV_EOTP_RATE) { /* keep the code already sent */
+                bv_mfa_login_plan_t plan;
+                if ((rc = bv_mfa_login_plan(t.user_id, &plan)) != 0) {
+                    bv_reply_problem(c, rc, NULL, NULL);
+                    goto out;
+                }
+                op.channel = (int)plan.channel;
+                op.destination = plan.destination;
+                op.error = 3;
+                oauth_render_otp_step(c, 429, loc, cl.name, &op);
+            } else {
+                render_step(c, 200, loc, &cl, &t, csrf, step_now, NULL, NULL, 0);
+            }
+            goto out;
+        }
+        rc = bv_mfa_login_verify(t.user_id, ch, code ? code : "", c->client_ip, c->request_id, &st);
         if (code != NULL)
             OPENSSL_cleanse((char *)code, strlen(code));
         if (rc == BV_EOTP_INVALID) {
-            oauth_render_otp_step(c, 401, loc, cl.name, t.id, csrf, ch, 1);
+            op.challenge_id = st.challenge_id;
+            op.channel = (int)st.channel;
+            op.destination = st.destination;
+            op.error = 1;
+            oauth_render_otp_step(c, 401, loc, cl.name, &op);
             goto out;
         }
         if (rc == BV_EOTP_LOCKED || rc == BV_EOTP_EXPIRED || rc == BV_EOTP_USED || rc == BV_ENOTFOUND) {
@@ -572,6 +623,9 @@ void oauth_on_login(bv_call_t *c)
             bv_reply_problem(c, rc, NULL, NULL);
             goto out;
         }
+        /* "sms" is a marker word in steps_done (not a step): amr says how the code came */
+        if (st.channel == BV_MFA_SMS)
+            adv.step = "otp sms";
     } else if (strcmp(step_now, "consent") == 0) {
         const char *decision = oauth_form_get(&f, "decision");
         if (decision == NULL || strcmp(decision, "allow") != 0) {
@@ -591,7 +645,7 @@ void oauth_on_login(bv_call_t *c)
     /* was this the last step? */
     login_tx_t after = t;
     snprintf(after.steps_done, sizeof(after.steps_done), "%.90s%s%.31s", t.steps_done,
-             t.steps_done[0] ? " " : "", step_now);
+             t.steps_done[0] ? " " : "", adv.step ? adv.step : step_now);
     char rest[32];
     next_step(&after, rest);
     adv.complete = rest[0] == '\0';
@@ -604,9 +658,10 @@ void oauth_on_login(bv_call_t *c)
         }
         adv.new_session_id = new_sid;
         adv.auth_time = bv_now_us() / 1000000;
-        int mfa = oauth_scope_has(after.steps_done, "otp");
+        /* RFC 8176: otp for the code, sms when it came by SMS, mfa for two factors */
+        int mfa = oauth_scope_has(after.steps_done, "otp"), sms = oauth_scope_has(after.steps_done, "sms");
         adv.acr = mfa ? ACR_MFA : ACR_PWD;
-        adv.amr = mfa ? "pwd otp mfa" : "pwd";
+        adv.amr = mfa ? (sms ? "pwd otp sms mfa" : "pwd otp mfa") : "pwd";
     }
     rc = bv_store_run_tx(o->store, 1, tx_advance, &adv);
     if (rc == BV_ECONFLICT) { /* a concurrent post advanced it first */

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "base/errors.h"
+#include "mfa/mfa.h"
 #include "oauth/internal.h"
 
 typedef struct {
@@ -43,6 +44,11 @@ static const msg_t msgs[] = {
     {"logged_out", {"Ha cerrado la sesión.", "You have signed out."}},
     {"logout_confirm", {"¿Cerrar la sesión en Bóveda?", "Sign out of Bóveda?"}},
     {"logout", {"Cerrar sesión", "Sign out"}},
+    {"no_second_factor",
+     {"No se puede iniciar sesión: su banco exige un segundo factor (teléfono, correo electrónico o aplicación de "
+      "autenticación) y su cuenta no tiene ninguno. Contacte con su banco.",
+      "You cannot sign in: your bank requires a second factor (phone, e-mail or authenticator app) and your "
+      "account has none. Contact your bank."}},
 };
 
 static const char *msg(locale_t_ loc, const char *key)
@@ -121,6 +127,7 @@ static void head(bv_buf_t *b, locale_t_ loc, const char *title)
            "background:#0f766e;color:#fff;font-size:1rem;cursor:pointer}"
            "button.secondary{background:#e5e7eb;color:#111827}"
            ".err{background:#fef2f2;color:#991b1b;padding:.6rem;border-radius:8px;margin-bottom:1rem}"
+           ".info{background:#ecfdf5;color:#065f46;padding:.6rem;border-radius:8px;margin-bottom:1rem}"
            ".brand{font-weight:700;color:#0f766e;letter-spacing:.05em;margin-bottom:1rem}"
            "ul{padding-left:1.2rem}</style></head><body><main><div class=\"brand\">BÓVEDA</div>");
 }
@@ -219,41 +226,60 @@ void oauth_render_login(bv_call_t *c, int status, const oauth_page_t *p)
     finish(c, status, &b);
 }
 
-void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const char *tx_id,
-                           const char *csrf, const char *challenge_id, int error)
+void oauth_render_otp_step(bv_call_t *c, int status, locale_t_ loc, const char *client_name, const oauth_otp_page_t *p)
 {
     int en = loc == LOC_EN;
-    static const char *const errors[][2] = {
+    static const char *const notes[][2] = {
         {"", ""},
         {"Código incorrecto.", "Incorrect code."},
         {"Demasiados intentos. Vuelva a la aplicación e inténtelo más tarde.",
          "Too many attempts. Go back to the application and try again later."},
+        {"No se pueden enviar más códigos por ahora. Use el último código recibido o inténtelo más tarde.",
+         "No more codes can be sent right now. Use the last code you received or try again later."},
+        {"Le hemos enviado un código nuevo.", "We sent you a new code."},
     };
     bv_buf_t b = {0};
+    int delivered = p->channel == BV_MFA_SMS || p->channel == BV_MFA_EMAIL;
     head(&b, loc, en ? "Verification" : "Verificación");
     bv_buf_printf(&b, "<h1>%s</h1><p class=\"sub\">", en ? "Verification" : "Verificación");
-    bv_buf_puts(&b, en ? "Enter the code of your authenticator app (or a recovery code) to continue to "
-                       : "Introduzca el código de su aplicación de autenticación (o un código de recuperación) "
-                         "para continuar a ");
+    if (delivered) {
+        if (p->channel == BV_MFA_SMS)
+            bv_buf_puts(&b, en ? "We sent a code by SMS to " : "Le hemos enviado un código por SMS al ");
+        else
+            bv_buf_puts(&b, en ? "We sent a code by e-mail to " : "Le hemos enviado un código por correo a ");
+        bv_buf_puts(&b, "<strong id=\"destination\">");
+        oauth_html_escape(&b, p->destination ? p->destination : "");
+        bv_buf_puts(&b, en ? "</strong>. Enter it to continue to " : "</strong>. Introdúzcalo para continuar a ");
+    } else {
+        bv_buf_puts(&b, en ? "Enter the code of your authenticator app (or a recovery code) to continue to "
+                           : "Introduzca el código de su aplicación de autenticación (o un código de recuperación) "
+                             "para continuar a ");
+    }
     bv_buf_puts(&b, "<strong>");
     oauth_html_escape(&b, client_name);
     bv_buf_puts(&b, "</strong></p>");
-    if (error > 0 && error < 3) {
-        bv_buf_puts(&b, "<div class=\"err\" role=\"alert\">");
-        oauth_html_escape(&b, errors[error][en]);
+    if (p->error > 0 && p->error < 5) {
+        bv_buf_puts(&b, p->error == 4 ? "<div class=\"info\" role=\"status\">" : "<div class=\"err\" role=\"alert\">");
+        oauth_html_escape(&b, notes[p->error][en]);
         bv_buf_puts(&b, "</div>");
     }
-    if (challenge_id != NULL && challenge_id[0] != '\0') {
+    if (p->challenge_id != NULL && p->challenge_id[0] != '\0') {
         bv_buf_puts(&b, "<form method=\"post\" action=\"/oauth2/login\" autocomplete=\"off\">");
-        hidden(&b, "tx", tx_id);
-        hidden(&b, "csrf_token", csrf);
+        hidden(&b, "tx", p->tx_id);
+        hidden(&b, "csrf_token", p->csrf);
         hidden(&b, "step", "otp");
-        hidden(&b, "challenge", challenge_id);
+        hidden(&b, "challenge", p->challenge_id);
         bv_buf_printf(&b,
                       "<label for=\"code\">%s</label><input type=\"text\" id=\"code\" name=\"code\" "
                       "inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"16\">"
-                      "<button type=\"submit\">%s</button></form>",
+                      "<button type=\"submit\">%s</button>",
                       en ? "Code" : "Código", en ? "Verify" : "Verificar");
+        if (delivered)
+            bv_buf_printf(&b,
+                          "<button class=\"secondary\" type=\"submit\" name=\"resend\" value=\"1\" "
+                          "formnovalidate>%s</button>",
+                          en ? "Send a new code" : "Enviar un código nuevo");
+        bv_buf_puts(&b, "</form>");
     }
     finish(c, status, &b);
 }
@@ -279,6 +305,16 @@ void oauth_render_error(bv_call_t *c, int status, locale_t_ loc, const char *err
 void oauth_render_message(bv_call_t *c, int status, locale_t_ loc, const char *msg_key)
 {
     bv_buf_t b = {0};
+    if (strcmp(msg_key, "no_second_factor") == 0) { /* a sentence, not a title */
+        head(&b, loc, msg(loc, "error_title"));
+        bv_buf_puts(&b, "<h1>");
+        oauth_html_escape(&b, msg(loc, "error_title"));
+        bv_buf_puts(&b, "</h1><div class=\"err\" role=\"alert\" id=\"no_second_factor\">");
+        oauth_html_escape(&b, msg(loc, msg_key));
+        bv_buf_puts(&b, "</div>");
+        finish(c, status, &b);
+        return;
+    }
     head(&b, loc, msg(loc, msg_key));
     bv_buf_puts(&b, "<h1>");
     oauth_html_escape(&b, msg(loc, msg_key));

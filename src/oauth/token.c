@@ -452,8 +452,9 @@ static void grant_password(oauth_t *o, bv_call_t *c, const oauth_form_t *f, cons
         oauth_reply_error(c, 400, "invalid_grant", "invalid username or password");
         return;
     }
-    /* The password grant has no room for a second factor: a user who has one must log in
-     * through the hosted login (authorization code), never around it. */
+    /* The password grant has no room for a second factor: whenever the hosted login would
+     * ask for one (BOVEDA_MFA_LOGIN_POLICY "all", or a user with a soft token), the user must
+     * log in through it (authorization code), never around it. */
     int need_otp = 0;
     if ((rc = bv_mfa_login_required(lr.user.id, &need_otp)) != 0) {
         bv_reply_problem(c, rc, NULL, NULL);
@@ -461,7 +462,7 @@ static void grant_password(oauth_t *o, bv_call_t *c, const oauth_form_t *f, cons
     }
     if (need_otp) {
         oauth_reply_error(c, 400, "invalid_grant",
-                          "this user has a second factor: use the authorization code flow");
+                          "this login needs a second factor: use the authorization code flow");
         return;
     }
     a.client_id = cl->id;

@@ -242,7 +242,9 @@ describe('OTP challenges and TOTP soft tokens', () => {
         assert.equal(r.status, 200, r.text);
         assert.equal(r.json.status, 'active');
         r = await srv.request('POST', '/v1/me/totp', { token: ana });
-        assert.equal(r.status, 409, 'one active token at a time');
+        assert.equal(r.status, 401, 'replacing the active token needs a step-up (mfa_stepup.test.mjs)');
+        assert.equal(r.json.type, `${PROBLEM_BASE}step-up-required`);
+        assert.equal(r.json.challenge.channel, 'totp');
 
         const challenge = async () => {
             const x = await srv.request('POST', '/v1/otp/challenges', { token: ana, body: { purpose: 'login', channel: 'totp' } });
@@ -264,8 +266,16 @@ describe('OTP challenges and TOTP soft tokens', () => {
         r = await verify(id, e.json.recovery_codes[3]);
         assert.equal(r.json.type, `${PROBLEM_BASE}otp-invalid`, 'a recovery code works once');
 
+        // revoking the active token: step-up, answered here with a recovery code
         r = await srv.request('DELETE', '/v1/me/totp', { token: ana });
-        assert.equal(r.status, 204);
+        assert.equal(r.status, 401);
+        const su = r.json;
+        r = await srv.request('POST', `/v1/otp/challenges/${su.challenge.id}/verify`, {
+            token: ana, body: { code: e.json.recovery_codes[5], binding: su.challenge.binding },
+        });
+        assert.equal(r.status, 200, r.text);
+        r = await srv.request('DELETE', '/v1/me/totp', { token: ana, headers: { 'mfa-proof': r.json.proof } });
+        assert.equal(r.status, 204, r.text);
         r = await srv.request('DELETE', '/v1/me/totp', { token: ana });
         assert.equal(r.status, 404);
         const actions = sqlite(srv, `SELECT group_concat(action, ',') FROM audit_log WHERE actor = 'user:${anaId}' AND action LIKE 'mfa.totp.%'`);

@@ -149,6 +149,7 @@ export async function startServer({ env = {}, args = ['serve'] } = {}) {
         BOVEDA_ADMIN_TOKEN: randomToken(48),
         BOVEDA_LOG_LEVEL: 'info',
         BOVEDA_THREADS: '2',
+        BOVEDA_MFA_LOGIN_POLICY: 'enrolled', // tests of policy "all" set it themselves
     };
     const srv = new Server({ ...base, ...env }, args, dataDir);
     await srv._start();

@@ -435,6 +435,25 @@ static void test_hmac(void **state)
     assert_int_equal(bv_keys_hmac(f->keys, "OTP", "1", 1, b), BV_EINVALID);
 }
 
+/* Random bytes come from the store's generator (the HSM's with pkcs11): not constant,
+ * not zero, every length served, bounds refused. */
+static void test_random(void **state)
+{
+    fx_t *f = *state;
+    unsigned char a[64], b[64], zero[64] = {0};
+    assert_int_equal(bv_keys_random(f->keys, a, sizeof(a)), 0);
+    assert_int_equal(bv_keys_random(f->keys, b, sizeof(b)), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+    assert_memory_not_equal(a, zero, sizeof(a));
+    unsigned char one;
+    assert_int_equal(bv_keys_random(f->keys, &one, 1), 0);
+    static unsigned char big[1025];
+    assert_int_equal(bv_keys_random(f->keys, big, 1024), 0);
+    assert_int_equal(bv_keys_random(f->keys, big, 1025), BV_EINVALID);
+    assert_int_equal(bv_keys_random(f->keys, big, 0), BV_EINVALID);
+    assert_int_equal(bv_keys_random(f->keys, NULL, 8), BV_EINVALID);
+}
+
 /* ---- signing ---- */
 
 static size_t b64url_decode(const char *s, unsigned char *out)
@@ -1052,6 +1071,7 @@ static void test_pkcs11_session_loss_recovery(void **state)
         cmocka_unit_test_setup_teardown(test_data_key_rotation, setup, teardown),       \
         cmocka_unit_test_setup_teardown(test_master_rotation_rewraps, setup, teardown), \
         cmocka_unit_test_setup_teardown(test_hmac, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_random, setup, teardown),                  \
         cmocka_unit_test_setup_teardown(test_es256_sign_verify_jwks, setup, teardown),  \
         cmocka_unit_test_setup_teardown(test_rs256_roundtrip, setup, teardown),         \
         cmocka_unit_test_setup_teardown(test_signing_rotation, setup, teardown),        \

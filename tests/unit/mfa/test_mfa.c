@@ -375,6 +375,210 @@ static void test_totp(void **state)
     assert_string_equal(q.text, "0|");
 }
 
+
+/* ---- SHA-256 / SHA-512 tokens, resynchronisation, step-up proofs on the token ---- */
+
+static int enrol_confirm(fx_t *f, bv_otp_alg_t alg, unsigned char seed[64], char recovery[BV_MFA_RECOVERY_LEN + 1],
+                         char id_out[BV_UUID_STR_LEN + 1])
+{
+    bv_mfa_enrolment_t e;
+    char code[16], want[64];
+    f->m->opt.totp_alg = alg;
+    assert_int_equal(bv_mfa_totp_enrol(f->m, USER, "ana", NULL, &e), 0);
+    snprintf(want, sizeof(want), "&algorithm=%s&digits=6&period=30", mfa_alg_name(alg));
+    assert_non_null(strstr(e.uri, want));
+    assert_string_equal(e.algorithm, mfa_alg_name(alg));
+    int n = bv_base32_decode(e.secret, seed, 64);
+    assert_int_equal(n, (int)mfa_seed_len(alg));
+    if (recovery != NULL)
+        snprintf(recovery, BV_MFA_RECOVERY_LEN + 1, "%s", e.recovery_codes[0]);
+    snprintf(id_out, BV_UUID_STR_LEN + 1, "%s", e.id);
+    bv_mfa_enrolment_clear(&e);
+    assert_int_equal(bv_otp_totp(seed, (size_t)n, fake_now / 1000000, 30, 6, alg, code), 0);
+    assert_int_equal(bv_mfa_totp_confirm(f->m, USER, code, NULL), 0);
+    return n;
+}
+
+static void test_totp_algorithms(void **state)
+{
+    fx_t *f = *state;
+    static const bv_otp_alg_t algs[] = {BV_OTP_SHA1, BV_OTP_SHA256, BV_OTP_SHA512};
+    static const size_t lens[] = {20, 32, 64};
+    unsigned char seed[64];
+    char id[BV_UUID_STR_LEN + 1], code[16];
+    bv_mfa_challenge_t ch;
+    bv_mfa_verify_result_t r;
+    bv_mfa_totp_info_t info;
+    bv_mfa_challenge_req_t req = {.user_id = USER, .purpose = BV_MFA_LOGIN, .channel = BV_MFA_TOTP};
+    fake_now = 1700000010LL * 1000000;
+    for (int i = 0; i < 3; i++) {
+        int n = enrol_confirm(f, algs[i], seed, NULL, id);
+        assert_int_equal((size_t)n, lens[i]);
+        assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+        assert_string_equal(info.algorithm, mfa_alg_name(algs[i]));
+        assert_true(info.active);
+        /* the next step's code with the token's own HMAC verifies; the SHA-1 code of the same
+         * seed does not (unless the algorithm is SHA-1) */
+        assert_int_equal(mfa_challenge_create_code(f->m, &req, "", &ch), 0);
+        if (algs[i] != BV_OTP_SHA1) {
+            bv_otp_totp(seed, (size_t)n, fake_now / 1000000 + 30, 30, 6, BV_OTP_SHA1, code);
+            char own[16];
+            bv_otp_totp(seed, (size_t)n, fake_now / 1000000 + 30, 30, 6, algs[i], own);
+            if (strcmp(own, code) != 0)
+                assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r),
+                                 BV_EOTP_INVALID);
+        }
+        bv_otp_totp(seed, (size_t)n, fake_now / 1000000 + 30, 30, 6, algs[i], code);
+        assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r), 0);
+        assert_int_equal(bv_mfa_totp_revoke(f->m, USER, NULL), 0);
+        fake_now += 60000000;
+    }
+    bv_mfa_options_t bad = f->m->opt;
+    bad.totp_alg = (bv_otp_alg_t)7;
+    bv_mfa_t *m2 = NULL;
+    assert_int_equal(bv_mfa_open(f->st, f->keys, &bad, &m2), BV_EINVALID);
+}
+
+static int resync(fx_t *f, const unsigned char *seed, size_t n, int64_t step1, int64_t step2)
+{
+    char c1[16], c2[16];
+    bv_otp_hotp(seed, n, (uint64_t)step1, 6, BV_OTP_SHA256, c1);
+    bv_otp_hotp(seed, n, (uint64_t)step2, 6, BV_OTP_SHA256, c2);
+    return bv_mfa_totp_resync(f->m, USER, c1, c2, NULL);
+}
+
+static void test_totp_resync(void **state)
+{
+    fx_t *f = *state;
+    unsigned char seed[64];
+    char id[BV_UUID_STR_LEN + 1], code[16];
+    bv_mfa_challenge_t ch;
+    bv_mfa_verify_result_t r;
+    bv_mfa_totp_info_t info;
+    bv_mfa_challenge_req_t req = {.user_id = USER, .purpose = BV_MFA_LOGIN, .channel = BV_MFA_TOTP};
+    fake_now = 1700000010LL * 1000000;
+    int64_t clock = fake_now / 1000000 / 30;
+    size_t n = (size_t)enrol_confirm(f, BV_OTP_SHA256, seed, NULL, id); /* step `clock` accepted */
+
+    /* no token: nothing to resynchronise */
+    assert_int_equal(bv_mfa_totp_resync(f->m, OTHER, "123456", "654321", NULL), BV_ENOTFOUND);
+    /* a device 4 steps ahead: its code is outside the ±1 window */
+    assert_int_equal(mfa_challenge_create_code(f->m, &req, "", &ch), 0);
+    bv_otp_hotp(seed, n, (uint64_t)(clock + 4), 6, BV_OTP_SHA256, code);
+    assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r), BV_EOTP_INVALID);
+    /* not consecutive, reversed, the same code twice, beyond the ±10 window: refused */
+    assert_int_equal(resync(f, seed, n, clock + 3, clock + 5), BV_EOTP_INVALID);
+    assert_int_equal(resync(f, seed, n, clock + 4, clock + 3), BV_EOTP_INVALID);
+    assert_int_equal(resync(f, seed, n, clock + 4, clock + 4), BV_EOTP_INVALID);
+    assert_int_equal(resync(f, seed, n, clock + 10, clock + 11), BV_EOTP_INVALID);
+    assert_int_equal(resync(f, seed, n, clock - 12, clock - 11), BV_EOTP_INVALID);
+    /* steps at or before the last accepted one are a replay even within the window */
+    assert_int_equal(resync(f, seed, n, clock - 1, clock), BV_EOTP_INVALID);
+    assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+    assert_int_equal(info.drift, 0);
+    /* the edge of the window (code2 at clock + 10) works */
+    assert_int_equal(resync(f, seed, n, clock + 9, clock + 10), 0);
+    assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+    assert_int_equal(info.drift, 10);
+    /* the drift applies: the device's next code verifies, its last one is a replay */
+    bv_otp_hotp(seed, n, (uint64_t)(clock + 10), 6, BV_OTP_SHA256, code);
+    assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r), BV_EOTP_INVALID);
+    bv_otp_hotp(seed, n, (uint64_t)(clock + 11), 6, BV_OTP_SHA256, code);
+    assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r), 0);
+    /* a code for the bare clock is now two windows away */
+    fake_now += 30000000;
+    assert_int_equal(mfa_challenge_create_code(f->m, &req, "", &ch), 0);
+    bv_otp_hotp(seed, n, (uint64_t)(clock + 1), 6, BV_OTP_SHA256, code);
+    assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, NULL, NULL, NULL, &r), BV_EOTP_INVALID);
+    /* resynchronising back (device fixed) to drift 0, later than the last accepted step: not
+     * possible while last_step is ahead of the clock; it is once the clock caught up */
+    fake_now += 12LL * 30000000;
+    clock = fake_now / 1000000 / 30; /* original clock + 13 > last accepted (+11) */
+    assert_int_equal(resync(f, seed, n, clock - 1, clock), 0);
+    assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+    assert_int_equal(info.drift, 0);
+    query_t q = {.sql = "SELECT outcome FROM audit_log WHERE action = 'mfa.totp.resync' ORDER BY seq"};
+    assert_int_equal(bv_store_read(f->st, query_job, &q), 0);
+    assert_string_equal(q.text, "invalid|invalid|invalid|invalid|invalid|invalid|success|success|");
+}
+
+/* Verifies a fresh bound challenge with a recovery code-free TOTP path: returns its proof. */
+static void proof_for(fx_t *f, const unsigned char binding[32], const char *code, char proof[BV_MFA_PROOF_LEN + 1])
+{
+    bv_mfa_challenge_t ch;
+    bv_mfa_verify_result_t r;
+    bv_mfa_challenge_req_t req = sms_req(USER, BV_MFA_DEVICE_ENROLMENT, binding);
+    assert_int_equal(mfa_challenge_create_code(f->m, &req, code, &ch), 0);
+    assert_int_equal(bv_mfa_challenge_verify(f->m, USER, ch.id, code, binding, NULL, NULL, &r), 0);
+    snprintf(proof, BV_MFA_PROOF_LEN + 1, "%s", r.proof);
+}
+
+static void test_step_up_token_operations(void **state)
+{
+    fx_t *f = *state;
+    unsigned char seed[64], revoke_b[32], replace_b[32], other[32];
+    char id[BV_UUID_STR_LEN + 1], proof[BV_MFA_PROOF_LEN + 1], proof2[BV_MFA_PROOF_LEN + 1];
+    bv_mfa_enrolment_t e;
+    bv_mfa_totp_info_t info;
+    f->m->opt.max_challenges = 50;
+    fake_now = 1700000010LL * 1000000;
+    enrol_confirm(f, BV_OTP_SHA1, seed, NULL, id);
+    assert_int_equal(bv_mfa_op_binding("totp.revoke", USER, id, revoke_b), 0);
+    assert_int_equal(bv_mfa_op_binding("totp.replace", USER, id, replace_b), 0);
+    assert_int_equal(bv_mfa_op_binding("totp.revoke", OTHER, id, other), 0);
+    assert_memory_not_equal(revoke_b, replace_b, 32);
+    assert_memory_not_equal(revoke_b, other, 32);
+    assert_int_equal(bv_mfa_op_binding("", USER, id, other), BV_EINVALID);
+
+    /* no proof, a proof of another operation: refused, nothing changes */
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, NULL, NULL), BV_EOTP_INVALID);
+    proof_for(f, replace_b, "111111", proof);
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, proof, NULL), BV_EOTP_INVALID);
+    assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+    assert_true(info.active);
+    /* replace with the proof bound to "replace this token": a new pending token */
+    assert_int_equal(bv_mfa_totp_replace(f->m, USER, "ana", NULL, NULL, &e), BV_EOTP_INVALID);
+    assert_int_equal(bv_mfa_totp_enrol(f->m, USER, "ana", NULL, &e), BV_ECONFLICT);
+    assert_int_equal(bv_mfa_totp_replace(f->m, USER, "ana", proof, NULL, &e), 0);
+    bv_mfa_enrolment_clear(&e);
+    assert_int_equal(bv_mfa_totp_info(f->m, USER, &info), 0);
+    assert_false(info.active);
+    assert_string_not_equal(info.id, id);
+    /* a pending token goes without a proof */
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, NULL, NULL), 0);
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, NULL, NULL), BV_ENOTFOUND);
+
+    /* revoke: the proof works once */
+    fake_now += 60000000;
+    enrol_confirm(f, BV_OTP_SHA1, seed, NULL, id);
+    assert_int_equal(bv_mfa_op_binding("totp.revoke", USER, id, revoke_b), 0);
+    proof_for(f, revoke_b, "222222", proof2);
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, proof2, NULL), 0);
+    fake_now += 60000000;
+    enrol_confirm(f, BV_OTP_SHA1, seed, NULL, id);
+    assert_int_equal(bv_mfa_totp_revoke_with_proof(f->m, USER, proof2, NULL), BV_EOTP_INVALID);
+    consume_t c = {USER, proof2, revoke_b, fake_now};
+    assert_int_equal(bv_store_write(f->st, consume_job, &c), BV_EOTP_USED);
+    query_t q = {.sql = "SELECT details FROM audit_log WHERE action = 'mfa.totp.revoke' ORDER BY seq"};
+    assert_int_equal(bv_store_read(f->st, query_job, &q), 0);
+    assert_int_equal(q.n, 2);
+    assert_non_null(strstr(q.text, "\"step_up\":true"));
+}
+
+static void test_mask(void **state)
+{
+    (void)state;
+    char out[96];
+    mfa_mask_phone("+34600111222", out, sizeof(out));
+    assert_string_equal(out, "+34*****1222");
+    mfa_mask_phone("+1555", out, sizeof(out));
+    assert_string_equal(out, "****");
+    mfa_mask_email("ana.garcia@example.com", out, sizeof(out));
+    assert_string_equal(out, "a***@example.com");
+    mfa_mask_email("nobody", out, sizeof(out));
+    assert_string_equal(out, "***");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +590,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_code_delivery_and_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_totp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_totp_algorithms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_totp_resync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_step_up_token_operations, setup, teardown),
+        cmocka_unit_test(test_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
