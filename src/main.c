@@ -9,6 +9,7 @@
 #include "app/app.h"
 #include "base/config.h"
 #include "base/log.h"
+#include "core/core.h"
 #include "queue/queue.h"
 
 typedef struct {
@@ -34,6 +35,13 @@ static const command_t commands[] = {
      "HTTP (and HTTPS when BOVEDA_HTTPS_LISTEN is set) until SIGTERM or SIGINT, when it stops\n"
      "accepting, finishes in-flight requests (bounded by BOVEDA_SHUTDOWN_TIMEOUT_MS) and exits 0.\n",
      cmd_serve, 1},
+    {"core", "serve the ledger as a separate core platform (docs/core-contract.md)",
+     "boveda [--config FILE] core\n\n"
+     "Serves the ledger of its own data directory over the core contract under /core/v1/ (bearer\n"
+     "BOVEDA_CORE_TOKEN, at least 32 characters), plus /healthz, /readyz, /metrics and the ledger's\n"
+     "back-office routes for the admin token. No customer-facing routes and no queue consumers.\n"
+     "BOVEDA_CORE_FAULTS injects faults for tests. Stops gracefully on SIGTERM/SIGINT.\n",
+     bv_core_serve_main, 1},
     {"worker", "run queue consumers only (no HTTP): boveda worker [--only NAME[,NAME]]",
      "boveda [--config FILE] worker [--only NAME[,NAME]]\n\n"
      "Runs the background consumers (e.g. notify-email, notify-sms, or the group notify) without\n"

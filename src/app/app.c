@@ -7,6 +7,8 @@
 
 #include "audit/audit_module.h"
 #include "base/log.h"
+#include "core/core.h"
+#include "customer/customer.h"
 #include "identity/identity.h"
 #include "keys/keys_app.h"
 #include "ledger/ledger_module.h"
@@ -15,6 +17,8 @@
 #include "notify/notify.h"
 #include "ops/ops.h"
 #include "queue/queue.h"
+#include "statements/statements.h"
+#include "transfers/transfers.h"
 
 /* The modules, in start-up order. A module adds one line here. */
 static const bv_module_t modules[] = {
@@ -22,11 +26,15 @@ static const bv_module_t modules[] = {
     {"keys", bv_keys_app_init, NULL, bv_keys_app_fini},
     {"audit", bv_audit_module_init, bv_audit_module_routes, bv_audit_module_fini},
     {"ledger", bv_ledger_module_init, bv_ledger_module_routes, bv_ledger_module_fini},
+    {"core", bv_core_module_init, NULL, bv_core_module_fini},
+    {"customer", bv_customer_module_init, bv_customer_module_routes, bv_customer_module_fini},
     {"identity", bv_identity_module_init, NULL, bv_identity_module_fini},
     {"oauth", bv_oauth_module_init, bv_oauth_module_routes, bv_oauth_module_fini},
     {"notify", bv_notify_module_init, bv_notify_module_routes, bv_notify_module_fini},
     {"queue", bv_queue_module_init, bv_queue_module_routes, bv_queue_module_fini},
     {"mfa", bv_mfa_module_init, bv_mfa_module_routes, bv_mfa_module_fini},
+    {"transfers", bv_transfers_module_init, bv_transfers_module_routes, bv_transfers_module_fini},
+    {"statements", bv_statements_module_init, bv_statements_module_routes, bv_statements_module_fini},
 };
 static const size_t n_modules = sizeof(modules) / sizeof(modules[0]);
 
@@ -63,12 +71,30 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
+static const char *const *only_modules; /* NULL: every module */
+
+static int selected(const bv_module_t *m)
+{
+    if (only_modules == NULL)
+        return 1;
+    for (const char *const *n = only_modules; *n != NULL; n++)
+        if (strcmp(*n, m->name) == 0)
+            return 1;
+    return 0;
+}
+
 int bv_app_open(bv_app_t *app, bv_config_t *cfg, int with_http)
+{
+    return bv_app_open_modules(app, cfg, with_http, NULL);
+}
+
+int bv_app_open_modules(bv_app_t *app, bv_config_t *cfg, int with_http, const char *const *names)
 {
     char path[4096];
     int rc, applied = 0;
     memset(app, 0, sizeof(*app));
     app->cfg = cfg;
+    only_modules = names;
     if (mkdir_p(cfg->data_dir, 0700) != 0) {
         bv_log_error("cannot create data directory", "\"path\":\"%s\",\"error\":\"%s\"", cfg->data_dir,
                      strerror(errno));
@@ -86,14 +112,14 @@ int bv_app_open(bv_app_t *app, bv_config_t *cfg, int with_http)
         return rc;
     for (n_inited = 0; n_inited < n_modules; n_inited++) {
         const bv_module_t *m = &modules[n_inited];
-        if (m->init != NULL && (rc = m->init(app)) != 0) {
+        if (m->init != NULL && selected(m) && (rc = m->init(app)) != 0) {
             bv_log_error("module failed to start", "\"module\":\"%s\",\"error\":\"%s\"", m->name, bv_err_name(rc));
             return rc;
         }
     }
     if (with_http) {
         for (size_t i = 0; i < n_modules; i++) {
-            if (modules[i].routes != NULL && (rc = modules[i].routes(app)) != 0) {
+            if (modules[i].routes != NULL && selected(&modules[i]) && (rc = modules[i].routes(app)) != 0) {
                 bv_log_error("module routes failed", "\"module\":\"%s\"", modules[i].name);
                 return rc;
             }
@@ -108,7 +134,7 @@ void bv_app_close(bv_app_t *app)
         bv_http_stop(app->http);
     while (n_inited > 0) {
         const bv_module_t *m = &modules[--n_inited];
-        if (m->fini != NULL)
+        if (m->fini != NULL && selected(m))
             m->fini(app);
     }
     bv_http_free(app->http);

@@ -34,6 +34,10 @@ typedef struct {
  * failure logs one line and returns a negative code; the caller still calls
  * bv_app_close. */
 int bv_app_open(bv_app_t *app, bv_config_t *cfg, int with_http);
+/* The same, starting only the modules named in `names` (NULL-terminated; NULL = all), in
+ * table order: `boveda core` runs ops, keys, audit, ledger and core, nothing customer-facing
+ * and no queue consumers. bv_app_close finishes exactly those. */
+int bv_app_open_modules(bv_app_t *app, bv_config_t *cfg, int with_http, const char *const *names);
 void bv_app_close(bv_app_t *app);
 
 /* An admin command group: `boveda admin <name> ...`. main returns the process exit

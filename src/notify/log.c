@@ -255,3 +255,24 @@ int notify_replay(bv_store_t *st, const char *id, const char *channel, const cha
         *n_out = r.n;
     return rc;
 }
+
+int bv_notify_delivered(bv_tx_t *tx, const char *id, unsigned *channels_out)
+{
+    int rc, found = 0;
+    *channels_out = 0;
+    bv_stmt_t *s = bv_tx_prepare(tx, "SELECT channel, status FROM notification_channels WHERE notification_id=?1");
+    if (s == NULL)
+        return BV_EIO;
+    bv_stmt_bind_text(s, 1, id, -1);
+    while ((rc = bv_stmt_step(s)) == BV_ROW) {
+        found = 1;
+        if (strcmp(bv_stmt_text(s, 1), "delivered") != 0)
+            continue;
+        const char *ch = bv_stmt_text(s, 0);
+        *channels_out |= strcmp(ch, "email") == 0 ? BV_NOTIFY_EMAIL : strcmp(ch, "sms") == 0 ? BV_NOTIFY_SMS : 0u;
+    }
+    bv_stmt_reset(s);
+    if (rc < 0)
+        return rc;
+    return found ? 0 : BV_ENOTFOUND;
+}

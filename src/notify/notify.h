@@ -66,6 +66,11 @@ int bv_notify_publish(bv_tx_t *tx, const bv_notification_t *n);
 /* The same; id_out (may be NULL) gets the notification id. */
 int bv_notify_publish_ex(bv_tx_t *tx, const bv_notification_t *n, char id_out[BV_UUID_STR_LEN + 1]);
 
+/* The channels (BV_NOTIFY_EMAIL | BV_NOTIFY_SMS) on which notification `id` has been
+ * delivered so far, read in the caller's job (a read or write transaction). 0 (*channels_out
+ * may be 0: not yet), BV_ENOTFOUND (no such notification), store errors. */
+int bv_notify_delivered(bv_tx_t *tx, const char *id, unsigned *channels_out);
+
 /* "movement", "otp", "security_alert", "statement", "test"; NULL for unknown values. */
 const char *bv_notify_kind_name(bv_notify_kind_t kind);
 

@@ -33,6 +33,39 @@ static const template_t templates[] = {
      HTML_HEAD
      "<p>Hello {{name}},</p><p>We recorded a movement of <b>{{amount}} {{currency}}</b> on your account "
      "{{account|mask}} on {{date}}.</p><p>If you do not recognise it, contact us right away.</p>" HTML_FOOT},
+    /* customer transfers (src/transfers): the sender's and the receiver's notices */
+    {"transfer_sent", "es", "Transferencia realizada desde tu cuenta {{account|mask}}",
+     "Bóveda: enviaste {{amount}} {{currency}} desde tu cuenta {{account|mask}} a la cuenta "
+     "{{to_account|mask}} el {{date}}.",
+     HTML_HEAD "<p>Hola {{name}}:</p><p>Enviaste <b>{{amount}} {{currency}}</b> desde tu cuenta "
+               "{{account|mask}} a la cuenta {{to_account|mask}} el {{date}}.</p><p>Si no fuiste tú, "
+               "comunícate con nosotros de inmediato.</p>" HTML_FOOT},
+    {"transfer_sent", "en", "Transfer sent from your account {{account|mask}}",
+     "Bóveda: you sent {{amount}} {{currency}} from your account {{account|mask}} to account "
+     "{{to_account|mask}} on {{date}}.",
+     HTML_HEAD "<p>Hello {{name}},</p><p>You sent <b>{{amount}} {{currency}}</b> from your account "
+               "{{account|mask}} to account {{to_account|mask}} on {{date}}.</p><p>If this was not you, "
+               "contact us right away.</p>" HTML_FOOT},
+    {"transfer_received", "es", "Recibiste una transferencia en tu cuenta {{account|mask}}",
+     "Bóveda: recibiste {{amount}} {{currency}} en tu cuenta {{account|mask}} el {{date}}.",
+     HTML_HEAD "<p>Hola {{name}}:</p><p>Recibiste <b>{{amount}} {{currency}}</b> en tu cuenta "
+               "{{account|mask}} el {{date}}.</p>" HTML_FOOT},
+    {"transfer_received", "en", "You received a transfer on your account {{account|mask}}",
+     "Bóveda: you received {{amount}} {{currency}} on your account {{account|mask}} on {{date}}.",
+     HTML_HEAD "<p>Hello {{name}},</p><p>You received <b>{{amount}} {{currency}}</b> on your account "
+               "{{account|mask}} on {{date}}.</p>" HTML_FOOT},
+    {"transfer_failed", "es", "Tu transferencia no se realizó",
+     "Bóveda: tu transferencia de {{amount}} {{currency}} a la cuenta {{to_account|mask}} no se realizó "
+     "({{reason}}). No se movió dinero.",
+     HTML_HEAD "<p>Hola {{name}}:</p><p>Tu transferencia de <b>{{amount}} {{currency}}</b> desde tu cuenta "
+               "{{account|mask}} a la cuenta {{to_account|mask}} no se realizó: {{reason}}.</p><p>No se "
+               "movió dinero.</p>" HTML_FOOT},
+    {"transfer_failed", "en", "Your transfer was not completed",
+     "Bóveda: your transfer of {{amount}} {{currency}} to account {{to_account|mask}} was not completed "
+     "({{reason}}). No money moved.",
+     HTML_HEAD "<p>Hello {{name}},</p><p>Your transfer of <b>{{amount}} {{currency}}</b> from your account "
+               "{{account|mask}} to account {{to_account|mask}} was not completed: {{reason}}.</p><p>No money "
+               "moved.</p>" HTML_FOOT},
     {"otp", "es", "Tu código de verificación",
      "Bóveda: tu código es {{otp}}. Vence en {{minutes}} minutos. No lo compartas con nadie.",
      HTML_HEAD "<p>Tu código de verificación es <b>{{otp}}</b>.</p><p>Vence en {{minutes}} minutos. "

@@ -1,0 +1,187 @@
+/* The customer's accounts (issue 8), read through the core port:
+ *   GET /v1/me/accounts                   every account of the caller, oldest first
+ *   GET /v1/me/accounts/{id}              one of them
+ *   GET /v1/me/accounts/{id}/movements    newest first; from, to (RFC 3339), cursor, limit
+ * An account id that is not the caller's answers 404 exactly as an unknown one does
+ * (bv_customer_account_owned). Shapes follow the back-office ledger endpoints, without the
+ * bank-internal fields (customer_id, allow_negative). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "core/core.h"
+#include "customer/internal.h"
+
+#define MOVEMENTS_PAGE_MAX     100
+#define MOVEMENTS_PAGE_DEFAULT 20
+
+static int account_json(bv_buf_t *b, const bv_ledger_account_t *a)
+{
+    char od[BV_LEDGER_AMOUNT_MAX], bal[BV_LEDGER_AMOUNT_MAX], av[BV_LEDGER_AMOUNT_MAX],
+        holds[BV_LEDGER_AMOUNT_MAX];
+    int rc = 0;
+    bv_ledger_amount_format(a->overdraft_limit, a->exponent, od);
+    bv_ledger_amount_format(a->balance, a->exponent, bal);
+    bv_ledger_amount_format(a->available, a->exponent, av);
+    bv_ledger_amount_format(a->holds, a->exponent, holds);
+    rc |= bv_buf_printf(
+        b,
+        "{\"id\":\"%s\",\"number\":\"%s\",\"type\":\"%s\",\"currency\":\"%s\",\"status\":\"%s\","
+        "\"holder_name\":",
+        a->id, a->number, a->type, a->currency, a->status);
+    rc |= customer_json_str(b, a->holder_name, false);
+    rc |=
+        bv_buf_printf(b,
+                      ",\"overdraft_limit\":\"%s\",\"balance\":\"%s\",\"available\":\"%s\",\"holds\":\"%s\","
+                      "\"created_at\":",
+                      od, bal, av, holds);
+    rc |= customer_json_time(b, a->created_at);
+    rc |= bv_buf_puts(b, "}");
+    return rc != 0 ? BV_ENOMEM : 0;
+}
+
+static int movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent)
+{
+    char amount[BV_LEDGER_AMOUNT_MAX], after[BV_LEDGER_AMOUNT_MAX];
+    int rc = 0;
+    bv_ledger_amount_format(m->amount, exponent, amount);
+    bv_ledger_amount_format(m->balance_after, exponent, after);
+    rc |=
+        bv_buf_printf(b,
+                      "{\"transfer_id\":\"%s\",\"amount\":\"%s\",\"balance_after\":\"%s\",\"counterparty\":{"
+                      "\"id\":\"%s\",\"name\":",
+                      m->transfer_id, amount, after, m->counterparty_id);
+    rc |= customer_json_str(b, m->counterparty_name, false);
+    rc |= bv_buf_printf(b, ",\"number\":\"%s\"},\"description\":", m->counterparty_number);
+    rc |= customer_json_str(b, m->description, false);
+    rc |= bv_buf_puts(b, ",\"created_at\":");
+    rc |= customer_json_time(b, m->created_at);
+    rc |= bv_buf_puts(b, "}");
+    return rc != 0 ? BV_ENOMEM : 0;
+}
+
+static void on_list(bv_call_t *c)
+{
+    bv_ledger_account_t *accts = NULL;
+    size_t n = 0;
+    bv_buf_t b = {0};
+    bv_core_t *core;
+    int rc;
+    if (customer_user_or_reply(c) != 0)
+        return;
+    if ((core = bv_core_instance()) == NULL) {
+        customer_reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
+        return;
+    }
+    if ((rc = bv_core_accounts_of(core, c->principal.subject, &accts, &n)) != 0) {
+        customer_reply_error(c, rc, NULL, NULL);
+        return;
+    }
+    rc = bv_buf_puts(&b, "{\"items\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            rc |= bv_buf_puts(&b, ",");
+        rc |= account_json(&b, &accts[i]);
+    }
+    rc |= bv_buf_puts(&b, "]}");
+    customer_reply_buf(c, rc, &b);
+    free(accts);
+}
+
+/* The caller's account named by the path; replies 404 for anyone else's. */
+static int owned_or_reply(bv_call_t *c, bv_ledger_account_t *a)
+{
+    int rc = bv_customer_account_owned(c->principal.subject, bv_call_param(c, "id"), a);
+    if (rc != 0)
+        customer_reply_error(c, rc, NULL, NULL);
+    return rc;
+}
+
+static void on_get(bv_call_t *c)
+{
+    bv_ledger_account_t a;
+    bv_buf_t b = {0};
+    if (customer_user_or_reply(c) != 0 || owned_or_reply(c, &a) != 0)
+        return;
+    customer_reply_buf(c, account_json(&b, &a), &b);
+}
+
+/* An optional RFC 3339 query time (0 when absent); replies 400. */
+static int query_time_or_reply(bv_call_t *c, const char *name, int64_t *out)
+{
+    const char *v = bv_call_query(c, name);
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (bv_time_parse(v, out) != 0 || *out <= 0) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "%s must be an RFC 3339 time or a YYYY-MM-DD date", name);
+        bv_reply_problem(c, BV_EINVALID, detail, name);
+        return BV_EINVALID;
+    }
+    return 0;
+}
+
+static void on_movements(bv_call_t *c)
+{
+    int64_t limit, from, to, before = 0, next = 0;
+    bv_ledger_movement_t *items = NULL;
+    bv_ledger_account_t a;
+    bv_buf_t b = {0};
+    const char *cursor = bv_call_query(c, "cursor");
+    size_t n = 0;
+    int rc;
+
+    if (customer_user_or_reply(c) != 0)
+        return;
+    if (bv_call_query_int_or_reply(c, "limit", MOVEMENTS_PAGE_DEFAULT, 1, MOVEMENTS_PAGE_MAX, &limit) != 0 ||
+        query_time_or_reply(c, "from", &from) != 0 || query_time_or_reply(c, "to", &to) != 0)
+        return;
+    if (from != 0 && to != 0 && from >= to) {
+        bv_reply_problem(c, BV_EINVALID, "to must be after from", "to");
+        return;
+    }
+    if (cursor != NULL) {
+        char *end;
+        long long v = strtoll(cursor, &end, 10);
+        if (cursor[0] == '\0' || *end != '\0' || v <= 0) {
+            bv_reply_problem(c, BV_EINVALID, "cursor must be a next_cursor value", "cursor");
+            return;
+        }
+        before = v;
+    }
+    /* ownership first: another customer's account is a 404 whatever the query says */
+    if (owned_or_reply(c, &a) != 0)
+        return;
+    if ((items = malloc((size_t)limit * sizeof(*items))) == NULL) {
+        customer_reply_error(c, BV_ENOMEM, NULL, NULL);
+        return;
+    }
+    rc = bv_core_movements(bv_core_instance(), a.id, from, to, before, (size_t)limit, items, &n, &next);
+    if (rc != 0) {
+        customer_reply_error(c, rc, NULL, NULL);
+        goto out;
+    }
+    rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",\"items\":[", a.id, a.currency);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            rc |= bv_buf_puts(&b, ",");
+        rc |= movement_json(&b, &items[i], a.exponent);
+    }
+    if (next > 0)
+        rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
+    else
+        rc |= bv_buf_puts(&b, "],\"next_cursor\":null}");
+    customer_reply_buf(c, rc, &b);
+out:
+    bv_buf_free(&b);
+    free(items);
+}
+
+const bv_route_t customer_account_routes[] = {
+    {"GET", "/v1/me/accounts", on_list, "banking:read", 0, 0},
+    {"GET", "/v1/me/accounts/{id}", on_get, "banking:read", 0, 0},
+    {"GET", "/v1/me/accounts/{id}/movements", on_movements, "banking:read", 0, 0},
+};
+const size_t customer_n_account_routes = sizeof(customer_account_routes) / sizeof(customer_account_routes[0]);
