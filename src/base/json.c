@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/errors.h"
+#include "base/log.h"
 
 static void set_err(bv_json_error_t *err, const char *prefix, const char *field, const char *detail)
 {
@@ -185,3 +186,30 @@ int bv_json_decode(const char *body, size_t len, const bv_json_field_t *fields, 
 }
 
 char *bv_json_dump(const json_t *v) { return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY); }
+
+int bv_buf_json_string(bv_buf_t *b, const char *s, bool empty_null)
+{
+    if (s == NULL || (empty_null && s[0] == '\0'))
+        return bv_buf_puts(b, "null") != 0 ? BV_ENOMEM : 0;
+    size_t n = strlen(s) * 6 + 1; /* worst case: every byte becomes \u00XX */
+    char stack[1024];
+    char *tmp = n <= sizeof(stack) ? stack : malloc(n);
+    if (tmp == NULL)
+        return BV_ENOMEM;
+    size_t len = bv_json_escape(tmp, n, s);
+    int rc = bv_buf_puts(b, "\"");
+    rc |= bv_buf_append(b, tmp, len);
+    rc |= bv_buf_puts(b, "\"");
+    if (tmp != stack)
+        free(tmp);
+    return rc != 0 ? BV_ENOMEM : 0;
+}
+
+int bv_buf_json_time(bv_buf_t *b, int64_t us)
+{
+    char t[32];
+    if (us == 0)
+        return bv_buf_puts(b, "null") != 0 ? BV_ENOMEM : 0;
+    bv_time_format(us, t);
+    return bv_buf_printf(b, "\"%s\"", t) != 0 ? BV_ENOMEM : 0;
+}

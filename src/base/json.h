@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/util.h"
+
 typedef enum {
     BV_JSON_STRING,  /* out: const char * (borrowed from the root; NULL when absent/null) */
     BV_JSON_INT,     /* out: int64_t (left untouched when absent) */
@@ -50,5 +52,13 @@ int bv_json_decode_object(json_t *obj, const char *prefix, const bv_json_field_t
 
 /* Serialises v compactly into a malloc'd string (caller frees). NULL on OOM. */
 char *bv_json_dump(const json_t *v);
+
+/* ---- writing JSON into a buffer ---- */
+
+/* Appends s as a JSON string, escaped; `null` when s is NULL, or empty and empty_null.
+ * 0 or BV_ENOMEM. */
+int bv_buf_json_string(bv_buf_t *b, const char *s, bool empty_null);
+/* Appends the RFC 3339 UTC time of `us` (microseconds) as a JSON string, `null` when 0. */
+int bv_buf_json_time(bv_buf_t *b, int64_t us);
 
 #endif

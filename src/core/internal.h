@@ -63,11 +63,6 @@ int core_http_status_to_code(long status, const char *body, size_t len);
 int core_code_of_slug(const char *slug);
 
 /* ---- the contract's JSON (wire.c) ---- */
-int core_json_str(bv_buf_t *b, const char *s, int empty_null);
-int core_json_time(bv_buf_t *b, int64_t us);
-int core_account_json(bv_buf_t *b, const bv_ledger_account_t *a);
-int core_transfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t);
-int core_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent);
 /* Parsers of the same representations: 0 or BV_EUPSTREAM (missing/invalid member). */
 int core_account_from_json(json_t *o, bv_ledger_account_t *out);
 int core_transfer_from_json(json_t *o, bv_ledger_transfer_t *out);

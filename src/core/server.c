@@ -116,7 +116,7 @@ static void faults_after_commit(bv_call_t *c, const char *reference)
 static void reply_account(bv_call_t *c, const bv_ledger_account_t *a)
 {
     bv_buf_t b = {0};
-    if (core_account_json(&b, a) != 0) {
+    if (bv_ledger_account_json(&b, a, 0) != 0) {
         bv_buf_free(&b);
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         return;
@@ -143,7 +143,7 @@ static void on_customer_accounts(bv_call_t *c)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(&b, ",");
-        rc |= core_account_json(&b, &items[i]);
+        rc |= bv_ledger_account_json(&b, &items[i], 0);
     }
     rc |= bv_buf_puts(&b, "]}");
     free(items);
@@ -234,7 +234,7 @@ static void on_movements(bv_call_t *c)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(&b, ",");
-        rc |= core_movement_json(&b, &items[i], a.exponent);
+        rc |= bv_ledger_movement_json(&b, &items[i], a.exponent);
     }
     if (next > 0)
         rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
@@ -280,11 +280,11 @@ static void on_statement(bv_call_t *c)
     bv_ledger_amount_format(st.total_credits, e, cr);
     bv_ledger_amount_format(st.total_debits, e, db);
     rc = bv_buf_puts(&b, "{\"account\":");
-    rc |= core_account_json(&b, &st.account);
+    rc |= bv_ledger_account_json(&b, &st.account, 0);
     rc |= bv_buf_puts(&b, ",\"from\":");
-    rc |= core_json_time(&b, st.from);
+    rc |= bv_buf_json_time(&b, st.from);
     rc |= bv_buf_puts(&b, ",\"to\":");
-    rc |= core_json_time(&b, st.to);
+    rc |= bv_buf_json_time(&b, st.to);
     rc |= bv_buf_printf(&b,
                         ",\"currency\":\"%s\",\"opening_balance\":\"%s\",\"closing_balance\":\"%s\","
                         "\"total_credits\":\"%s\",\"total_debits\":\"%s\",\"count\":%zu,\"movements\":[",
@@ -292,7 +292,7 @@ static void on_statement(bv_call_t *c)
     for (size_t i = 0; i < st.n_items && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(&b, ",");
-        rc |= core_movement_json(&b, &st.items[i], e);
+        rc |= bv_ledger_movement_json(&b, &st.items[i], e);
     }
     rc |= bv_buf_puts(&b, "]}");
     bv_ledger_statement_free(&st);
@@ -326,7 +326,7 @@ static const bv_json_field_t xfer_spec[] = {
 static void reply_transfer(bv_call_t *c, int status, const bv_ledger_transfer_t *t, bool replayed)
 {
     bv_buf_t b = {0};
-    if (core_transfer_json(&b, t) != 0) {
+    if (bv_ledger_transfer_json(&b, t) != 0) {
         bv_buf_free(&b);
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         return;

@@ -16,51 +16,6 @@
 #define MOVEMENTS_PAGE_MAX     100
 #define MOVEMENTS_PAGE_DEFAULT 20
 
-static int account_json(bv_buf_t *b, const bv_ledger_account_t *a)
-{
-    char od[BV_LEDGER_AMOUNT_MAX], bal[BV_LEDGER_AMOUNT_MAX], av[BV_LEDGER_AMOUNT_MAX],
-        holds[BV_LEDGER_AMOUNT_MAX];
-    int rc = 0;
-    bv_ledger_amount_format(a->overdraft_limit, a->exponent, od);
-    bv_ledger_amount_format(a->balance, a->exponent, bal);
-    bv_ledger_amount_format(a->available, a->exponent, av);
-    bv_ledger_amount_format(a->holds, a->exponent, holds);
-    rc |= bv_buf_printf(
-        b,
-        "{\"id\":\"%s\",\"number\":\"%s\",\"type\":\"%s\",\"currency\":\"%s\",\"status\":\"%s\","
-        "\"holder_name\":",
-        a->id, a->number, a->type, a->currency, a->status);
-    rc |= customer_json_str(b, a->holder_name, false);
-    rc |=
-        bv_buf_printf(b,
-                      ",\"overdraft_limit\":\"%s\",\"balance\":\"%s\",\"available\":\"%s\",\"holds\":\"%s\","
-                      "\"created_at\":",
-                      od, bal, av, holds);
-    rc |= customer_json_time(b, a->created_at);
-    rc |= bv_buf_puts(b, "}");
-    return rc != 0 ? BV_ENOMEM : 0;
-}
-
-static int movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent)
-{
-    char amount[BV_LEDGER_AMOUNT_MAX], after[BV_LEDGER_AMOUNT_MAX];
-    int rc = 0;
-    bv_ledger_amount_format(m->amount, exponent, amount);
-    bv_ledger_amount_format(m->balance_after, exponent, after);
-    rc |=
-        bv_buf_printf(b,
-                      "{\"transfer_id\":\"%s\",\"amount\":\"%s\",\"balance_after\":\"%s\",\"counterparty\":{"
-                      "\"id\":\"%s\",\"name\":",
-                      m->transfer_id, amount, after, m->counterparty_id);
-    rc |= customer_json_str(b, m->counterparty_name, false);
-    rc |= bv_buf_printf(b, ",\"number\":\"%s\"},\"description\":", m->counterparty_number);
-    rc |= customer_json_str(b, m->description, false);
-    rc |= bv_buf_puts(b, ",\"created_at\":");
-    rc |= customer_json_time(b, m->created_at);
-    rc |= bv_buf_puts(b, "}");
-    return rc != 0 ? BV_ENOMEM : 0;
-}
-
 static void on_list(bv_call_t *c)
 {
     bv_ledger_account_t *accts = NULL;
@@ -68,8 +23,6 @@ static void on_list(bv_call_t *c)
     bv_buf_t b = {0};
     bv_core_t *core;
     int rc;
-    if (customer_user_or_reply(c) != 0)
-        return;
     if ((core = bv_core_instance()) == NULL) {
         customer_reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
         return;
@@ -82,7 +35,7 @@ static void on_list(bv_call_t *c)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(&b, ",");
-        rc |= account_json(&b, &accts[i]);
+        rc |= bv_ledger_account_json(&b, &accts[i], BV_LEDGER_JSON_CUSTOMER);
     }
     rc |= bv_buf_puts(&b, "]}");
     customer_reply_buf(c, rc, &b);
@@ -102,9 +55,9 @@ static void on_get(bv_call_t *c)
 {
     bv_ledger_account_t a;
     bv_buf_t b = {0};
-    if (customer_user_or_reply(c) != 0 || owned_or_reply(c, &a) != 0)
+    if (owned_or_reply(c, &a) != 0)
         return;
-    customer_reply_buf(c, account_json(&b, &a), &b);
+    customer_reply_buf(c, bv_ledger_account_json(&b, &a, BV_LEDGER_JSON_CUSTOMER), &b);
 }
 
 /* An optional RFC 3339 query time (0 when absent); replies 400. */
@@ -133,8 +86,6 @@ static void on_movements(bv_call_t *c)
     size_t n = 0;
     int rc;
 
-    if (customer_user_or_reply(c) != 0)
-        return;
     if (bv_call_query_int_or_reply(c, "limit", MOVEMENTS_PAGE_DEFAULT, 1, MOVEMENTS_PAGE_MAX, &limit) != 0 ||
         query_time_or_reply(c, "from", &from) != 0 || query_time_or_reply(c, "to", &to) != 0)
         return;
@@ -167,7 +118,7 @@ static void on_movements(bv_call_t *c)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(&b, ",");
-        rc |= movement_json(&b, &items[i], a.exponent);
+        rc |= bv_ledger_movement_json(&b, &items[i], a.exponent);
     }
     if (next > 0)
         rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
@@ -180,8 +131,8 @@ out:
 }
 
 const bv_route_t customer_account_routes[] = {
-    {"GET", "/v1/me/accounts", on_list, "banking:read", 0, 0},
-    {"GET", "/v1/me/accounts/{id}", on_get, "banking:read", 0, 0},
-    {"GET", "/v1/me/accounts/{id}/movements", on_movements, "banking:read", 0, 0},
+    {"GET", "/v1/me/accounts", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/accounts/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/accounts/{id}/movements", on_movements, "banking:read", 0, BV_ROUTE_CUSTOMER},
 };
 const size_t customer_n_account_routes = sizeof(customer_account_routes) / sizeof(customer_account_routes[0]);

@@ -9,16 +9,6 @@
 #include "customer/internal.h"
 #include "notify/notify.h"
 
-int customer_user_or_reply(bv_call_t *c)
-{
-    if (c->principal.kind != BV_PRINCIPAL_USER || c->principal.subject[0] == '\0') {
-        bv_reply_problem(c, BV_EFORBIDDEN, "this route is for customers: use a customer's access token",
-                         NULL);
-        return -1;
-    }
-    return 0;
-}
-
 void customer_reply_error(bv_call_t *c, int rc, const char *detail, const char *field)
 {
     if (bv_err_status(rc) >= 500)
@@ -52,33 +42,6 @@ int customer_buf_presize(bv_buf_t *b, size_t cap)
     return 0;
 }
 
-int customer_json_str(bv_buf_t *b, const char *s, bool empty_null)
-{
-    if (s == NULL || (empty_null && s[0] == '\0'))
-        return bv_buf_puts(b, "null");
-    size_t n = strlen(s) * 6 + 1; /* worst case: every byte becomes \u00XX */
-    char stack[1024];
-    char *tmp = n <= sizeof(stack) ? stack : malloc(n);
-    if (tmp == NULL)
-        return BV_ENOMEM;
-    size_t len = bv_json_escape(tmp, n, s);
-    int rc = bv_buf_puts(b, "\"");
-    rc |= bv_buf_append(b, tmp, len);
-    rc |= bv_buf_puts(b, "\"");
-    if (tmp != stack)
-        free(tmp);
-    return rc != 0 ? BV_ENOMEM : 0;
-}
-
-int customer_json_time(bv_buf_t *b, int64_t us)
-{
-    char t[32];
-    if (us == 0)
-        return bv_buf_puts(b, "null");
-    bv_time_format(us, t);
-    return bv_buf_printf(b, "\"%s\"", t);
-}
-
 int customer_json_channels(bv_buf_t *b, unsigned channels)
 {
     bool email = (channels & BV_NOTIFY_EMAIL) != 0, sms = (channels & BV_NOTIFY_SMS) != 0;
@@ -90,13 +53,13 @@ int customer_profile_json(bv_buf_t *b, const bv_customer_profile_t *p)
 {
     int rc = 0;
     rc |= bv_buf_printf(b, "{\"id\":\"%s\",\"username\":", p->id);
-    rc |= customer_json_str(b, p->username, false);
+    rc |= bv_buf_json_string(b, p->username, false);
     rc |= bv_buf_puts(b, ",\"display_name\":");
-    rc |= customer_json_str(b, p->display_name, false);
+    rc |= bv_buf_json_string(b, p->display_name, false);
     rc |= bv_buf_puts(b, ",\"email\":");
-    rc |= customer_json_str(b, p->email, true);
+    rc |= bv_buf_json_string(b, p->email, true);
     rc |= bv_buf_puts(b, ",\"phone\":");
-    rc |= customer_json_str(b, p->phone, true);
+    rc |= bv_buf_json_string(b, p->phone, true);
     rc |= bv_buf_printf(b, ",\"locale\":\"%s\",\"notification_preferences\":{\"channels\":", p->locale);
     rc |= customer_json_channels(b, p->channels);
     rc |= bv_buf_printf(b, ",\"locale\":\"%s\"}}", p->locale);

@@ -47,18 +47,12 @@ unsigned customer_available_channels(const char *email, const char *phone);
 int customer_prefs_load(const char *user_id, unsigned *channels_out, char locale_out[3]);
 
 /* ---- HTTP helpers (http_common.c) ---- */
-/* Replies 403 unless the caller is a customer (a user's access token). */
-int customer_user_or_reply(bv_call_t *c);
 /* Replies with a problem for rc, logging 5xx with the request id. */
 void customer_reply_error(bv_call_t *c, int rc, const char *detail, const char *field);
 /* Replies 200 with the JSON text in b and frees b (ENOMEM when rc != 0). */
 void customer_reply_buf(bv_call_t *c, int rc, bv_buf_t *b);
 /* Gives an empty buffer room for cap bytes at once (the bv_buf_t fields are public). */
 int customer_buf_presize(bv_buf_t *b, size_t cap);
-/* Appends s as a JSON string literal, or null when s is NULL or "" and empty_null. */
-int customer_json_str(bv_buf_t *b, const char *s, bool empty_null);
-/* RFC 3339 string, or null when 0. */
-int customer_json_time(bv_buf_t *b, int64_t us);
 /* ["email","sms"] for the BV_NOTIFY_* bits. */
 int customer_json_channels(bv_buf_t *b, unsigned channels);
 /* The profile object {id, username, display_name, email, phone, locale,

@@ -30,7 +30,7 @@ static void on_me(bv_call_t *c)
 {
     bv_customer_profile_t p;
     bv_buf_t b = {0};
-    if (customer_user_or_reply(c) != 0 || profile_or_reply(c, &p) != 0)
+    if (profile_or_reply(c, &p) != 0)
         return;
     customer_reply_buf(c, customer_profile_json(&b, &p), &b);
 }
@@ -41,11 +41,11 @@ static int summary_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int
     int rc = 0;
     bv_ledger_amount_format(m->amount, exponent, amount);
     rc |= bv_buf_printf(b, "{\"transfer_id\":\"%s\",\"date\":", m->transfer_id);
-    rc |= customer_json_time(b, m->created_at);
+    rc |= bv_buf_json_time(b, m->created_at);
     rc |= bv_buf_printf(b, ",\"amount\":\"%s\",\"counterparty_name\":", amount);
-    rc |= customer_json_str(b, m->counterparty_name, false);
+    rc |= bv_buf_json_string(b, m->counterparty_name, false);
     rc |= bv_buf_puts(b, ",\"description\":");
-    rc |= customer_json_str(b, m->description, false);
+    rc |= bv_buf_json_string(b, m->description, false);
     rc |= bv_buf_puts(b, "}");
     return rc;
 }
@@ -82,7 +82,7 @@ static void on_summary(bv_call_t *c)
     bv_core_t *core;
     int rc;
 
-    if (customer_user_or_reply(c) != 0 || profile_or_reply(c, &p) != 0)
+    if (profile_or_reply(c, &p) != 0)
         return;
     if ((core = bv_core_instance()) == NULL) {
         customer_reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
@@ -115,7 +115,7 @@ out:
 }
 
 const bv_route_t customer_me_routes[] = {
-    {"GET", "/v1/me", on_me, "banking:read", 0, 0},
-    {"GET", "/v1/me/summary", on_summary, "banking:read", 0, 0},
+    {"GET", "/v1/me", on_me, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/summary", on_summary, "banking:read", 0, BV_ROUTE_CUSTOMER},
 };
 const size_t customer_n_me_routes = sizeof(customer_me_routes) / sizeof(customer_me_routes[0]);

@@ -38,7 +38,7 @@ static void on_get(bv_call_t *c)
 {
     bv_customer_profile_t p;
     bv_buf_t b = {0};
-    if (customer_user_or_reply(c) != 0 || profile_or_reply(c, &p) != 0)
+    if (profile_or_reply(c, &p) != 0)
         return;
     customer_reply_buf(c, prefs_json(&b, p.channels, p.locale), &b);
 }
@@ -181,7 +181,7 @@ static void on_put(bv_call_t *c)
     bv_store_t *st = customer_store();
     int rc;
 
-    if (customer_user_or_reply(c) != 0 || bv_call_decode_json_or_reply(c, prefs_spec, &body, &root) != 0)
+    if (bv_call_decode_json_or_reply(c, prefs_spec, &body, &root) != 0)
         return;
     /* the contacts a channel needs are checked against identity as it is now, not the cache */
     bv_customer_profile_forget(c->principal.subject);
@@ -213,7 +213,7 @@ out:
 }
 
 const bv_route_t customer_prefs_routes[] = {
-    {"GET", "/v1/me/notification-preferences", on_get, "banking:read", 0, 0},
-    {"PUT", "/v1/me/notification-preferences", on_put, "banking:write", PREFS_BODY_MAX, 0},
+    {"GET", "/v1/me/notification-preferences", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"PUT", "/v1/me/notification-preferences", on_put, "banking:write", PREFS_BODY_MAX, BV_ROUTE_CUSTOMER},
 };
 const size_t customer_n_prefs_routes = sizeof(customer_prefs_routes) / sizeof(customer_prefs_routes[0]);

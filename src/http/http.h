@@ -61,6 +61,7 @@ typedef void (*bv_handler_fn)(bv_call_t *call);
 #define BV_ROUTE_ANY_BODY 0x2u /* accept any request content type (default: JSON only when a body is sent) */
 #define BV_ROUTE_FORM 0x4u     /* accept application/x-www-form-urlencoded bodies */
 #define BV_ROUTE_NO_LOG 0x8u   /* do not count/log (none today; reserved for probes) */
+#define BV_ROUTE_CUSTOMER 0x10u /* only a customer's own token (a user principal): others get 403 */
 
 typedef struct {
     const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */

@@ -377,6 +377,11 @@ static int authenticate_or_reply(bv_http_t *srv, bv_call_t *c, const bv_route_t 
             bv_call_add_header(c, "www-authenticate", hdr);
             return bv_call_require_scope_or_reply(c, route->scope);
         }
+        if ((route->flags & BV_ROUTE_CUSTOMER) &&
+            (c->principal.kind != BV_PRINCIPAL_USER || c->principal.subject[0] == '\0')) {
+            bv_reply_problem(c, BV_EFORBIDDEN, "this route is for customers: use a customer's access token", NULL);
+            return BV_EFORBIDDEN;
+        }
         return 0;
     }
     memset(&c->principal, 0, sizeof(c->principal));

@@ -36,7 +36,7 @@ static bv_ledger_t *ledger_of(bv_call_t *c) { return c->ctx; }
 static void reply_account(bv_call_t *c, int status, const bv_ledger_account_t *a)
 {
     bv_buf_t b = {0};
-    if (ledger_acct_json(&b, a) != 0) {
+    if (bv_ledger_account_json(&b, a, 0) != 0) {
         bv_buf_free(&b);
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         return;
@@ -170,7 +170,7 @@ static void on_movements(bv_call_t *c)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0)
             rc = bv_buf_puts(&b, ",");
-        rc |= ledger_movement_json(&b, &items[i], acct.exponent);
+        rc |= bv_ledger_movement_json(&b, &items[i], acct.exponent);
     }
     if (next > 0)
         rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
@@ -206,7 +206,7 @@ static void on_balance(bv_call_t *c)
         rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",\"balance\":\"%s\",\"available\":\"%s\","
                                "\"holds\":\"%s\",\"at\":",
                            acct.id, acct.currency, amount, avail, holds);
-        rc |= ledger_json_time(&b, bv_now_us());
+        rc |= bv_buf_json_time(&b, bv_now_us());
     } else {
         if ((rc = bv_ledger_balance_at(ledger_of(c), bv_call_param(c, "id"), at, &acct, &balance)) != 0) {
             ledger_reply_error(c, rc, NULL);
@@ -215,7 +215,7 @@ static void on_balance(bv_call_t *c)
         bv_ledger_amount_format(balance, acct.exponent, amount);
         rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",\"balance\":\"%s\",\"at\":", acct.id,
                            acct.currency, amount);
-        rc |= ledger_json_time(&b, at);
+        rc |= bv_buf_json_time(&b, at);
     }
     rc |= bv_buf_puts(&b, "}");
     if (rc != 0) {
@@ -277,18 +277,18 @@ static int statement_json(bv_buf_t *b, const bv_ledger_statement_t *st)
     bv_ledger_amount_format(st->total_credits, e, cr);
     bv_ledger_amount_format(st->total_debits, e, db);
     rc |= bv_buf_puts(b, "{\"account\":");
-    rc |= ledger_acct_json(b, &st->account);
+    rc |= bv_ledger_account_json(b, &st->account, 0);
     rc |= bv_buf_puts(b, ",\"from\":");
-    rc |= ledger_json_time(b, st->from);
+    rc |= bv_buf_json_time(b, st->from);
     rc |= bv_buf_puts(b, ",\"to\":");
-    rc |= ledger_json_time(b, st->to);
+    rc |= bv_buf_json_time(b, st->to);
     rc |= bv_buf_printf(b, ",\"currency\":\"%s\",\"opening_balance\":\"%s\",\"closing_balance\":\"%s\","
                            "\"total_credits\":\"%s\",\"total_debits\":\"%s\",\"count\":%zu,\"movements\":[",
                         st->account.currency, open, close, cr, db, st->n_items);
     for (size_t i = 0; i < st->n_items && rc == 0; i++) {
         if (i > 0)
             rc |= bv_buf_puts(b, ",");
-        rc |= ledger_movement_json(b, &st->items[i], e);
+        rc |= bv_ledger_movement_json(b, &st->items[i], e);
     }
     rc |= bv_buf_puts(b, "]}");
     return rc;

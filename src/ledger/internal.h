@@ -36,13 +36,8 @@ void ledger_acct_from_row(bv_stmt_t *s, bv_ledger_account_t *out, int64_t *rid_o
 void ledger_strlcpy(char *dst, const char *src, size_t n);
 
 /* JSON text of records (the API representation), appended to b. 0 or BV_ENOMEM. */
-int ledger_xfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t);
-int ledger_acct_json(bv_buf_t *b, const bv_ledger_account_t *a);
-int ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent);
 /* Appends s as a JSON string literal (with quotes), or null when s is NULL or "" and
  * empty_null is set. */
-int ledger_json_str(bv_buf_t *b, const char *s, int empty_null);
-int ledger_json_time(bv_buf_t *b, int64_t us); /* RFC 3339 string, or null when 0 */
 
 /* ---- HTTP helpers (http_common.c) ---- */
 #include "http/http.h"

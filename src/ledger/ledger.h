@@ -222,6 +222,15 @@ int bv_ledger_statement(bv_ledger_t *lg, const char *account_id, int64_t from, i
                         bv_ledger_statement_t *out);
 void bv_ledger_statement_free(bv_ledger_statement_t *s);
 
+/* ---- JSON (render.c): one rendering for the back-office API, the core contract and the
+ * customer API. Money as decimal strings in the currency's exponent, times RFC 3339. ---- */
+
+#define BV_LEDGER_JSON_CUSTOMER 0x1u /* the customer's view: without customer_id, allow_negative */
+/* Each appends one object to b: 0 or BV_ENOMEM. */
+int bv_ledger_account_json(bv_buf_t *b, const bv_ledger_account_t *a, unsigned flags);
+int bv_ledger_transfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t);
+int bv_ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent);
+
 /* ---- invariants (verify.c) ---- */
 
 typedef struct {

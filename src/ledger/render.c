@@ -72,61 +72,35 @@ void ledger_acct_from_row(bv_stmt_t *s, bv_ledger_account_t *out, int64_t *rid_o
     out->created_at = bv_stmt_int64(s, 12);
 }
 
-int ledger_json_str(bv_buf_t *b, const char *s, int empty_null)
-{
-    if (s == NULL || (empty_null && s[0] == '\0'))
-        return bv_buf_puts(b, "null");
-    /* worst case every byte becomes \u00XX */
-    size_t n = strlen(s) * 6 + 1;
-    char stack[1024];
-    char *tmp = n <= sizeof(stack) ? stack : malloc(n);
-    if (tmp == NULL)
-        return BV_ENOMEM;
-    bv_json_escape(tmp, n, s);
-    int rc = bv_buf_printf(b, "\"%s\"", tmp);
-    if (tmp != stack)
-        free(tmp);
-    return rc;
-}
-
-int ledger_json_time(bv_buf_t *b, int64_t us)
-{
-    char t[32];
-    if (us == 0)
-        return bv_buf_puts(b, "null");
-    bv_time_format(us, t);
-    return bv_buf_printf(b, "\"%s\"", t);
-}
-
-int ledger_xfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t)
+int bv_ledger_transfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t)
 {
     char amount[BV_LEDGER_AMOUNT_MAX], posted[BV_LEDGER_AMOUNT_MAX];
     int rc = 0;
     bv_ledger_amount_format(t->amount, t->exponent, amount);
     bv_ledger_amount_format(t->posted_amount, t->exponent, posted);
     rc |= bv_buf_printf(b, "{\"id\":\"%s\",\"reference\":", t->id);
-    rc |= ledger_json_str(b, t->reference, 0);
+    rc |= bv_buf_json_string(b, t->reference, false);
     rc |= bv_buf_printf(b,
                         ",\"status\":\"%s\",\"debit_account\":\"%s\",\"credit_account\":\"%s\",\"amount\":\"%s\","
                         "\"posted_amount\":\"%s\",\"currency\":\"%s\",\"pending\":%s,\"expires_at\":",
                         t->status, t->debit_account, t->credit_account, amount, posted, t->currency,
                         t->pending ? "true" : "false");
-    rc |= ledger_json_time(b, t->expires_at);
+    rc |= bv_buf_json_time(b, t->expires_at);
     rc |= bv_buf_puts(b, ",\"description\":");
-    rc |= ledger_json_str(b, t->description, 0);
+    rc |= bv_buf_json_string(b, t->description, false);
     rc |= bv_buf_puts(b, ",\"reverses\":");
-    rc |= ledger_json_str(b, t->reverses, 1);
+    rc |= bv_buf_json_string(b, t->reverses, true);
     rc |= bv_buf_puts(b, ",\"reversed_by\":");
-    rc |= ledger_json_str(b, t->reversed_by, 1);
+    rc |= bv_buf_json_string(b, t->reversed_by, true);
     rc |= bv_buf_puts(b, ",\"created_at\":");
-    rc |= ledger_json_time(b, t->created_at);
+    rc |= bv_buf_json_time(b, t->created_at);
     rc |= bv_buf_puts(b, ",\"resolved_at\":");
-    rc |= ledger_json_time(b, t->resolved_at);
+    rc |= bv_buf_json_time(b, t->resolved_at);
     rc |= bv_buf_puts(b, "}");
     return rc != 0 ? BV_ENOMEM : 0;
 }
 
-int ledger_acct_json(bv_buf_t *b, const bv_ledger_account_t *a)
+int bv_ledger_account_json(bv_buf_t *b, const bv_ledger_account_t *a, unsigned flags)
 {
     char od[BV_LEDGER_AMOUNT_MAX], bal[BV_LEDGER_AMOUNT_MAX], av[BV_LEDGER_AMOUNT_MAX], holds[BV_LEDGER_AMOUNT_MAX];
     int rc = 0;
@@ -137,19 +111,22 @@ int ledger_acct_json(bv_buf_t *b, const bv_ledger_account_t *a)
     rc |= bv_buf_printf(b, "{\"id\":\"%s\",\"number\":\"%s\",\"type\":\"%s\",\"currency\":\"%s\",\"status\":\"%s\","
                            "\"holder_name\":",
                         a->id, a->number, a->type, a->currency, a->status);
-    rc |= ledger_json_str(b, a->holder_name, 0);
-    rc |= bv_buf_puts(b, ",\"customer_id\":");
-    rc |= ledger_json_str(b, a->customer_id, 1);
+    rc |= bv_buf_json_string(b, a->holder_name, false);
+    if (!(flags & BV_LEDGER_JSON_CUSTOMER)) {
+        rc |= bv_buf_puts(b, ",\"customer_id\":");
+        rc |= bv_buf_json_string(b, a->customer_id, true);
+        rc |= bv_buf_printf(b, ",\"allow_negative\":%s", a->allow_negative ? "true" : "false");
+    }
     rc |= bv_buf_printf(b,
-                        ",\"overdraft_limit\":\"%s\",\"allow_negative\":%s,\"balance\":\"%s\",\"available\":\"%s\","
-                        "\"holds\":\"%s\",\"created_at\":",
-                        od, a->allow_negative ? "true" : "false", bal, av, holds);
-    rc |= ledger_json_time(b, a->created_at);
+                        ",\"overdraft_limit\":\"%s\",\"balance\":\"%s\",\"available\":\"%s\",\"holds\":\"%s\","
+                        "\"created_at\":",
+                        od, bal, av, holds);
+    rc |= bv_buf_json_time(b, a->created_at);
     rc |= bv_buf_puts(b, "}");
     return rc != 0 ? BV_ENOMEM : 0;
 }
 
-int ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent)
+int bv_ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent)
 {
     char amount[BV_LEDGER_AMOUNT_MAX], after[BV_LEDGER_AMOUNT_MAX];
     int rc = 0;
@@ -158,11 +135,11 @@ int ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponen
     rc |= bv_buf_printf(b, "{\"transfer_id\":\"%s\",\"amount\":\"%s\",\"balance_after\":\"%s\",\"counterparty\":{"
                            "\"id\":\"%s\",\"name\":",
                         m->transfer_id, amount, after, m->counterparty_id);
-    rc |= ledger_json_str(b, m->counterparty_name, 0);
+    rc |= bv_buf_json_string(b, m->counterparty_name, false);
     rc |= bv_buf_printf(b, ",\"number\":\"%s\"},\"description\":", m->counterparty_number);
-    rc |= ledger_json_str(b, m->description, 0);
+    rc |= bv_buf_json_string(b, m->description, false);
     rc |= bv_buf_puts(b, ",\"created_at\":");
-    rc |= ledger_json_time(b, m->created_at);
+    rc |= bv_buf_json_time(b, m->created_at);
     rc |= bv_buf_puts(b, "}");
     return rc != 0 ? BV_ENOMEM : 0;
 }

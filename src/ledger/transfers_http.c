@@ -90,7 +90,7 @@ static int xfer_req_from_body(const xfer_body_t *b, const char *idem_key, bv_led
 static void reply_transfer(bv_call_t *c, int status, const bv_ledger_transfer_t *t, bool replayed)
 {
     bv_buf_t b = {0};
-    if (ledger_xfer_json(&b, t) != 0) {
+    if (bv_ledger_transfer_json(&b, t) != 0) {
         bv_buf_free(&b);
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         return;
@@ -168,7 +168,7 @@ static void on_list(bv_call_t *c)
     }
     int e = bv_buf_puts(&b, "{\"items\":[");
     if (rc == 0)
-        e |= ledger_xfer_json(&b, &t);
+        e |= bv_ledger_transfer_json(&b, &t);
     e |= bv_buf_puts(&b, "]}");
     if (e != 0) {
         bv_buf_free(&b);
@@ -298,7 +298,7 @@ static int result_json(bv_buf_t *b, size_t i, const bv_ledger_result_t *r)
     if (r->rc == 0) {
         rc = bv_buf_printf(b, "{\"index\":%zu,\"status\":201,\"replayed\":%s,\"transfer\":", i,
                            r->replayed ? "true" : "false");
-        rc |= ledger_xfer_json(b, &r->transfer);
+        rc |= bv_ledger_transfer_json(b, &r->transfer);
         rc |= bv_buf_puts(b, "}");
         return rc;
     }

@@ -21,15 +21,6 @@ static const char *const purposes[] = {"login", "transfer", "profile_change", "d
 static const char *const channels[] = {"sms", "email", "totp", NULL};
 
 /* The caller must be a customer: the routes act on the token's own user. */
-static int user_or_reply(bv_call_t *c)
-{
-    if (c->principal.kind != BV_PRINCIPAL_USER || c->principal.subject[0] == '\0') {
-        bv_reply_problem(c, BV_EFORBIDDEN, "a customer's access token is required", NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static bv_mfa_t *mfa_or_reply(bv_call_t *c)
 {
     bv_mfa_t *m = bv_mfa_instance();
@@ -109,7 +100,7 @@ static void on_create(bv_call_t *c)
     bv_mfa_challenge_req_t req = {0};
     bv_mfa_challenge_t ch;
     bv_mfa_t *m;
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_call_decode_json_or_reply(c, create_spec, &b, &root) != 0)
         return;
@@ -230,7 +221,7 @@ static void on_verify(bv_call_t *c)
     bv_mfa_verify_result_t r;
     bv_mfa_t *m;
     const char *id = bv_call_param(c, "id");
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_call_decode_json_or_reply(c, verify_spec, &b, &root) != 0)
         return;
@@ -325,7 +316,7 @@ static void on_totp_enrol(bv_call_t *c)
     char active_id[BV_UUID_STR_LEN + 1];
     const char *proof = NULL;
     int exists, rc;
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_identity_instance() == NULL ||
         bv_identity_user_get(bv_identity_instance(), c->principal.subject, &u) != 0) {
@@ -384,7 +375,7 @@ static void on_totp_confirm(bv_call_t *c)
     json_t *root = NULL;
     bv_mfa_t *m;
     int rc;
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_call_decode_json_or_reply(c, confirm_spec, &b, &root) != 0)
         return;
@@ -407,7 +398,7 @@ static void on_totp_revoke(bv_call_t *c)
     char active_id[BV_UUID_STR_LEN + 1];
     const char *proof = NULL, *user = c->principal.subject;
     int exists, rc;
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (active_token_or_reply(c, m, active_id, &exists) != 0)
         return;
@@ -453,7 +444,7 @@ static void on_totp_resync(bv_call_t *c)
     bv_mfa_totp_info_t info;
     bv_mfa_t *m;
     int rc;
-    if (user_or_reply(c) != 0 || (m = mfa_or_reply(c)) == NULL)
+    if ((m = mfa_or_reply(c)) == NULL)
         return;
     if (bv_call_decode_json_or_reply(c, resync_spec, &b, &root) != 0)
         return;
@@ -471,12 +462,12 @@ static void on_totp_resync(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"POST", "/v1/otp/challenges", on_create, "openid", 4096, 0},
-    {"POST", "/v1/otp/challenges/{id}/verify", on_verify, "openid", 4096, 0},
-    {"POST", "/v1/me/totp", on_totp_enrol, "openid", 0, 0},
-    {"POST", "/v1/me/totp/confirm", on_totp_confirm, "openid", 1024, 0},
-    {"POST", "/v1/me/totp/resync", on_totp_resync, "openid", 1024, 0},
-    {"DELETE", "/v1/me/totp", on_totp_revoke, "openid", 0, 0},
+    {"POST", "/v1/otp/challenges", on_create, "openid", 4096, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/otp/challenges/{id}/verify", on_verify, "openid", 4096, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/totp", on_totp_enrol, "openid", 0, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/totp/confirm", on_totp_confirm, "openid", 1024, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/totp/resync", on_totp_resync, "openid", 1024, BV_ROUTE_CUSTOMER},
+    {"DELETE", "/v1/me/totp", on_totp_revoke, "openid", 0, BV_ROUTE_CUSTOMER},
 };
 
 int bv_mfa_module_routes(bv_app_t *app)

@@ -18,16 +18,6 @@
 #define HOUR_US (3600LL * 1000000LL)
 #define DAY_US  (86400LL * 1000000LL)
 
-static int user_or_reply(bv_call_t *c)
-{
-    if (c->principal.kind != BV_PRINCIPAL_USER || c->principal.subject[0] == '\0') {
-        bv_reply_problem(c, BV_EFORBIDDEN, "this route is for customers: use a customer's access token",
-                         NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static void reply_error(bv_call_t *c, int rc)
 {
     if (bv_err_status(rc) >= 500)
@@ -277,8 +267,6 @@ static void on_create(bv_call_t *c)
     char actor[160];
     const char *idem = bv_call_header(c, "idempotency-key");
     int rc;
-    if (user_or_reply(c) != 0)
-        return;
     if (bv_call_decode_json_or_reply(c, create_spec, &b, &root) != 0)
         return;
     if (idem != NULL && (idem[0] == '\0' || strlen(idem) > 128)) {
@@ -397,8 +385,6 @@ static void on_get(bv_call_t *c)
     const char *p = bv_call_param(c, "id");
     get_tx_t g = {0};
     int rc;
-    if (user_or_reply(c) != 0)
-        return;
     if (p == NULL || !bv_uuid_valid(p)) {
         reply_error(c, BV_ENOTFOUND);
         return;
@@ -417,7 +403,7 @@ static void on_get(bv_call_t *c)
 }
 
 const bv_route_t statements_routes[] = {
-    {"POST", "/v1/me/statements", on_create, "banking:read", 4096, 0},
-    {"GET", "/v1/me/statements/{id}", on_get, "banking:read", 0, 0},
+    {"POST", "/v1/me/statements", on_create, "banking:read", 4096, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/statements/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
 };
 const size_t statements_n_routes = sizeof(statements_routes) / sizeof(statements_routes[0]);

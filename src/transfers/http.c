@@ -14,15 +14,6 @@
 #include "notify/notify.h"
 #include "transfers/internal.h"
 
-static int user_or_reply(bv_call_t *c)
-{
-    if (c->principal.kind != BV_PRINCIPAL_USER || c->principal.subject[0] == '\0') {
-        bv_reply_problem(c, BV_EFORBIDDEN, "a customer's access token is required", NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static tr_service_t *service_or_reply(bv_call_t *c)
 {
     tr_service_t *s = tr_service();
@@ -279,7 +270,7 @@ static void on_create(bv_call_t *c)
     bv_core_t *core;
     int64_t amount = 0;
     int exponent, rc;
-    if (user_or_reply(c) != 0 || (s = service_or_reply(c)) == NULL || idem_key_or_reply(c, &key) != 0 ||
+    if ((s = service_or_reply(c)) == NULL || idem_key_or_reply(c, &key) != 0 ||
         bv_call_decode_json_or_reply(c, create_spec, &b, &root) != 0)
         return;
     memset(&t, 0, sizeof(t));
@@ -536,7 +527,7 @@ static void on_confirm(bv_call_t *c)
     bv_mfa_verify_result_t r;
     int rc;
     memset(&r, 0, sizeof(r));
-    if (user_or_reply(c) != 0 || (s = service_or_reply(c)) == NULL ||
+    if ((s = service_or_reply(c)) == NULL ||
         bv_call_decode_json_or_reply(c, confirm_spec, &b, &root) != 0)
         return;
     if (own_transfer_or_reply(c, s, &t) != 0)
@@ -637,7 +628,7 @@ static void on_challenge(bv_call_t *c)
     tr_transfer_t t, after;
     int rc;
     char dummy = 0;
-    if (user_or_reply(c) != 0 || (s = service_or_reply(c)) == NULL)
+    if ((s = service_or_reply(c)) == NULL)
         return;
     if (c->body != NULL && c->body_len > 0 && bv_call_decode_json_or_reply(c, empty_spec, &dummy, &root) != 0)
         return;
@@ -677,7 +668,7 @@ static void on_get(bv_call_t *c)
 {
     tr_service_t *s;
     tr_transfer_t t;
-    if (user_or_reply(c) != 0 || (s = service_or_reply(c)) == NULL || own_transfer_or_reply(c, s, &t) != 0)
+    if ((s = service_or_reply(c)) == NULL || own_transfer_or_reply(c, s, &t) != 0)
         return;
     reply_transfer(c, 200, &t, false);
 }
@@ -741,7 +732,7 @@ static void on_list(bv_call_t *c)
     bv_buf_t b = {0};
     int64_t limit = 0;
     int rc;
-    if (user_or_reply(c) != 0 || (s = service_or_reply(c)) == NULL ||
+    if ((s = service_or_reply(c)) == NULL ||
         bv_call_query_int_or_reply(c, "limit", 20, 1, 100, &limit) != 0)
         return;
     const char *status = bv_call_query(c, "status"), *cursor = bv_call_query(c, "cursor");
@@ -777,10 +768,10 @@ static void on_list(bv_call_t *c)
 }
 
 const bv_route_t tr_routes[] = {
-    {"POST", "/v1/me/transfers", on_create, "banking:write", 4096, 0},
-    {"GET", "/v1/me/transfers", on_list, "banking:read", 0, 0},
-    {"GET", "/v1/me/transfers/{id}", on_get, "banking:read", 0, 0},
-    {"POST", "/v1/me/transfers/{id}/confirm", on_confirm, "banking:write", 1024, 0},
-    {"POST", "/v1/me/transfers/{id}/challenge", on_challenge, "banking:write", 256, 0},
+    {"POST", "/v1/me/transfers", on_create, "banking:write", 4096, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/transfers", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/transfers/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/transfers/{id}/confirm", on_confirm, "banking:write", 1024, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/transfers/{id}/challenge", on_challenge, "banking:write", 256, BV_ROUTE_CUSTOMER},
 };
 const size_t tr_n_routes = sizeof(tr_routes) / sizeof(tr_routes[0]);

@@ -326,7 +326,7 @@ static void test_wire_round_trip(void **state)
     a.available = -1334;
     a.created_at = 1700000000123456;
     bv_buf_t b = {0};
-    assert_int_equal(core_account_json(&b, &a), 0);
+    assert_int_equal(bv_ledger_account_json(&b, &a, 0), 0);
     json_t *j = parse_buf(&b);
     assert_string_equal(json_string_value(json_object_get(j, "balance")), "-1.234");
     assert_true(json_is_null(json_object_get(j, "customer_id")));
@@ -349,7 +349,7 @@ static void test_wire_round_trip(void **state)
     strcpy(t.status, "posted");
     strcpy(t.description, "rent\nmarch");
     t.created_at = 1700000000000001;
-    assert_int_equal(core_transfer_json(&b, &t), 0);
+    assert_int_equal(bv_ledger_transfer_json(&b, &t), 0);
     j = parse_buf(&b);
     assert_string_equal(json_string_value(json_object_get(j, "amount")), "125.50");
     assert_int_equal(core_transfer_from_json(j, &t2), 0);
@@ -368,7 +368,7 @@ static void test_wire_round_trip(void **state)
     bv_ledger_number_make(1ull, m.counterparty_number);
     strcpy(m.description, "x");
     m.created_at = 1700000000000002;
-    assert_int_equal(core_movement_json(&b, &m, 2), 0);
+    assert_int_equal(bv_ledger_movement_json(&b, &m, 2), 0);
     j = parse_buf(&b);
     assert_int_equal(core_movement_from_json(j, 2, &m2), 0);
     assert_memory_equal(&m, &m2, sizeof(m));

@@ -87,15 +87,15 @@ static void test_json_str_and_time(void **state)
     memset(big, '"', sizeof(big) - 1); /* escapes to more than the stack buffer */
     big[sizeof(big) - 1] = '\0';
     assert_int_equal(bv_buf_puts(&b, "["), 0);
-    assert_int_equal(customer_json_str(&b, "", true), 0);
+    assert_int_equal(bv_buf_json_string(&b, "", true), 0);
     assert_int_equal(bv_buf_puts(&b, ","), 0);
-    assert_int_equal(customer_json_str(&b, "", false), 0);
+    assert_int_equal(bv_buf_json_string(&b, "", false), 0);
     assert_int_equal(bv_buf_puts(&b, ","), 0);
-    assert_int_equal(customer_json_str(&b, big, false), 0);
+    assert_int_equal(bv_buf_json_string(&b, big, false), 0);
     assert_int_equal(bv_buf_puts(&b, ","), 0);
-    assert_int_equal(customer_json_time(&b, 0), 0);
+    assert_int_equal(bv_buf_json_time(&b, 0), 0);
     assert_int_equal(bv_buf_puts(&b, ","), 0);
-    assert_int_equal(customer_json_time(&b, 1700000000123456LL), 0);
+    assert_int_equal(bv_buf_json_time(&b, 1700000000123456LL), 0);
     assert_int_equal(bv_buf_puts(&b, "]"), 0);
     json_t *j = parse(&b);
     assert_true(json_is_null(json_array_get(j, 0)));
