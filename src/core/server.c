@@ -182,21 +182,6 @@ static void on_account(bv_call_t *c)
         reply_account(c, &a);
 }
 
-static int query_time_or_reply(bv_call_t *c, const char *name, int64_t *out)
-{
-    const char *v = bv_call_query(c, name);
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (bv_time_parse(v, out) != 0 || *out <= 0) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "%s must be an RFC 3339 time or a YYYY-MM-DD date", name);
-        bv_reply_problem(c, BV_EINVALID, detail, name);
-        return BV_EINVALID;
-    }
-    return 0;
-}
-
 static void on_movements(bv_call_t *c)
 {
     int64_t limit, from, to, before = 0, next = 0;
@@ -204,20 +189,12 @@ static void on_movements(bv_call_t *c)
     bv_ledger_account_t a;
     size_t n = 0;
     bv_buf_t b = {0};
-    const char *cursor = bv_call_query(c, "cursor");
     int rc;
     if (bv_call_query_int_or_reply(c, "limit", 20, 1, BV_LEDGER_PAGE_MAX, &limit) != 0 ||
-        query_time_or_reply(c, "from", &from) != 0 || query_time_or_reply(c, "to", &to) != 0)
+        bv_call_query_time_or_reply(c, "from", &from) != 0 || bv_call_query_time_or_reply(c, "to", &to) != 0)
         return;
-    if (cursor != NULL) {
-        char *end;
-        long long v = strtoll(cursor, &end, 10);
-        if (cursor[0] < '0' || cursor[0] > '9' || *end != '\0' || v <= 0) {
-            bv_reply_problem(c, BV_EINVALID, "cursor must be a next_cursor value", "cursor");
-            return;
-        }
-        before = v;
-    }
+    if (bv_call_query_int_or_reply(c, "cursor", 0, 1, INT64_MAX, &before) != 0)
+        return;
     if ((rc = bv_core_account_get(g_srv.core, bv_call_param(c, "id"), &a)) != 0) {
         reply_error(c, rc, NULL);
         return;
@@ -230,16 +207,9 @@ static void on_movements(bv_call_t *c)
         reply_error(c, rc, NULL);
         goto out;
     }
-    rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",\"items\":[", a.id, a.currency);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (i > 0)
-            rc |= bv_buf_puts(&b, ",");
-        rc |= bv_ledger_movement_json(&b, &items[i], a.exponent);
-    }
-    if (next > 0)
-        rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
-    else
-        rc |= bv_buf_puts(&b, "],\"next_cursor\":null}");
+    rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",", a.id, a.currency);
+    rc |= bv_ledger_movement_page_json(&b, items, n, a.exponent, next);
+    rc |= bv_buf_puts(&b, "}");
     if (rc != 0) {
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         goto out;
@@ -258,7 +228,7 @@ static void on_statement(bv_call_t *c)
         db[BV_LEDGER_AMOUNT_MAX];
     bv_buf_t b = {0};
     int rc;
-    if (query_time_or_reply(c, "from", &from) != 0 || query_time_or_reply(c, "to", &to) != 0)
+    if (bv_call_query_time_or_reply(c, "from", &from) != 0 || bv_call_query_time_or_reply(c, "to", &to) != 0)
         return;
     if (from == 0 || to == 0 || from >= to) {
         bv_reply_problem(c, BV_EINVALID, "from and to are required and from must be before to",

@@ -60,48 +60,24 @@ static void on_get(bv_call_t *c)
     customer_reply_buf(c, bv_ledger_account_json(&b, &a, BV_LEDGER_JSON_CUSTOMER), &b);
 }
 
-/* An optional RFC 3339 query time (0 when absent); replies 400. */
-static int query_time_or_reply(bv_call_t *c, const char *name, int64_t *out)
-{
-    const char *v = bv_call_query(c, name);
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (bv_time_parse(v, out) != 0 || *out <= 0) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "%s must be an RFC 3339 time or a YYYY-MM-DD date", name);
-        bv_reply_problem(c, BV_EINVALID, detail, name);
-        return BV_EINVALID;
-    }
-    return 0;
-}
-
 static void on_movements(bv_call_t *c)
 {
     int64_t limit, from, to, before = 0, next = 0;
     bv_ledger_movement_t *items = NULL;
     bv_ledger_account_t a;
     bv_buf_t b = {0};
-    const char *cursor = bv_call_query(c, "cursor");
     size_t n = 0;
     int rc;
 
     if (bv_call_query_int_or_reply(c, "limit", MOVEMENTS_PAGE_DEFAULT, 1, MOVEMENTS_PAGE_MAX, &limit) != 0 ||
-        query_time_or_reply(c, "from", &from) != 0 || query_time_or_reply(c, "to", &to) != 0)
+        bv_call_query_time_or_reply(c, "from", &from) != 0 || bv_call_query_time_or_reply(c, "to", &to) != 0)
         return;
     if (from != 0 && to != 0 && from >= to) {
         bv_reply_problem(c, BV_EINVALID, "to must be after from", "to");
         return;
     }
-    if (cursor != NULL) {
-        char *end;
-        long long v = strtoll(cursor, &end, 10);
-        if (cursor[0] == '\0' || *end != '\0' || v <= 0) {
-            bv_reply_problem(c, BV_EINVALID, "cursor must be a next_cursor value", "cursor");
-            return;
-        }
-        before = v;
-    }
+    if (bv_call_query_int_or_reply(c, "cursor", 0, 1, INT64_MAX, &before) != 0)
+        return;
     /* ownership first: another customer's account is a 404 whatever the query says */
     if (owned_or_reply(c, &a) != 0)
         return;
@@ -114,16 +90,9 @@ static void on_movements(bv_call_t *c)
         customer_reply_error(c, rc, NULL, NULL);
         goto out;
     }
-    rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",\"items\":[", a.id, a.currency);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (i > 0)
-            rc |= bv_buf_puts(&b, ",");
-        rc |= bv_ledger_movement_json(&b, &items[i], a.exponent);
-    }
-    if (next > 0)
-        rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
-    else
-        rc |= bv_buf_puts(&b, "],\"next_cursor\":null}");
+    rc = bv_buf_printf(&b, "{\"account_id\":\"%s\",\"currency\":\"%s\",", a.id, a.currency);
+    rc |= bv_ledger_movement_page_json(&b, items, n, a.exponent, next);
+    rc |= bv_buf_puts(&b, "}");
     customer_reply_buf(c, rc, &b);
 out:
     bv_buf_free(&b);

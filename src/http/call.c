@@ -151,6 +151,21 @@ int bv_call_query_int_or_reply(bv_call_t *c, const char *name, int64_t def, int6
     return 0;
 }
 
+int bv_call_query_time_or_reply(bv_call_t *c, const char *name, int64_t *out)
+{
+    const char *v = bv_call_query(c, name);
+    *out = 0;
+    if (v == NULL)
+        return 0;
+    if (bv_time_parse(v, out) != 0 || *out <= 0) {
+        char detail[128];
+        snprintf(detail, sizeof(detail), "%s must be an RFC 3339 time or a YYYY-MM-DD date", name);
+        bv_reply_problem(c, BV_EINVALID, detail, name);
+        return BV_EINVALID;
+    }
+    return 0;
+}
+
 /* The scopes a customer's token may use. Every other scope (ledger:*, audit:*, notify:*,
  * metrics:*, ...) is a back-office scope: it never counts for a user principal, even when a
  * misconfigured client let a customer's token carry it, so a new staff scope is protected

@@ -132,6 +132,9 @@ int bv_call_decode_json_or_reply(bv_call_t *c, const bv_json_field_t *spec, void
 /* Parses an integer query parameter within [min,max] (default when absent); replies 400. */
 int bv_call_query_int_or_reply(bv_call_t *c, const char *name, int64_t def, int64_t min, int64_t max,
                                int64_t *out);
+/* Parses an optional time query parameter (RFC 3339 or YYYY-MM-DD; 0 when absent); replies
+ * 400 naming it. */
+int bv_call_query_time_or_reply(bv_call_t *c, const char *name, int64_t *out);
 /* Checks that the principal holds `scope`; replies 403 otherwise. */
 int bv_call_require_scope_or_reply(bv_call_t *c, const char *scope);
 

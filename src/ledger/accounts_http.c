@@ -137,21 +137,13 @@ static void on_movements(bv_call_t *c)
     size_t n = 0;
     int64_t next = 0;
     bv_buf_t b = {0};
-    const char *cursor = bv_call_query(c, "cursor");
     int rc;
 
     if (bv_call_query_int_or_reply(c, "limit", 20, 1, BV_LEDGER_PAGE_MAX, &limit) != 0 ||
-        ledger_query_time_or_reply(c, "from", &from) != 0 || ledger_query_time_or_reply(c, "to", &to) != 0)
+        bv_call_query_time_or_reply(c, "from", &from) != 0 || bv_call_query_time_or_reply(c, "to", &to) != 0)
         return;
-    if (cursor != NULL) {
-        char *end;
-        long long v = strtoll(cursor, &end, 10);
-        if (cursor[0] == '\0' || *end != '\0' || v <= 0) {
-            bv_reply_problem(c, BV_EINVALID, "cursor must be a next_cursor value", "cursor");
-            return;
-        }
-        before = v;
-    }
+    if (bv_call_query_int_or_reply(c, "cursor", 0, 1, INT64_MAX, &before) != 0)
+        return;
     /* the account (for the currency) and then its page */
     if ((rc = bv_ledger_account_get(ledger_of(c), bv_call_param(c, "id"), &acct)) != 0) {
         ledger_reply_error(c, rc, NULL);
@@ -166,16 +158,9 @@ static void on_movements(bv_call_t *c)
         ledger_reply_error(c, rc, NULL);
         goto out;
     }
-    rc = bv_buf_puts(&b, "{\"items\":[");
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (i > 0)
-            rc = bv_buf_puts(&b, ",");
-        rc |= bv_ledger_movement_json(&b, &items[i], acct.exponent);
-    }
-    if (next > 0)
-        rc |= bv_buf_printf(&b, "],\"next_cursor\":\"%lld\"}", (long long)next);
-    else
-        rc |= bv_buf_puts(&b, "],\"next_cursor\":null}");
+    rc = bv_buf_puts(&b, "{");
+    rc |= bv_ledger_movement_page_json(&b, items, n, acct.exponent, next);
+    rc |= bv_buf_puts(&b, "}");
     if (rc != 0) {
         bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         goto out;
@@ -193,7 +178,7 @@ static void on_balance(bv_call_t *c)
     char amount[BV_LEDGER_AMOUNT_MAX], avail[BV_LEDGER_AMOUNT_MAX], holds[BV_LEDGER_AMOUNT_MAX];
     bv_buf_t b = {0};
     int rc;
-    if (ledger_query_time_or_reply(c, "at", &at) != 0)
+    if (bv_call_query_time_or_reply(c, "at", &at) != 0)
         return;
     if (at == 0) {
         if ((rc = bv_ledger_account_get(ledger_of(c), bv_call_param(c, "id"), &acct)) != 0) {
@@ -302,7 +287,7 @@ static void on_statement(bv_call_t *c)
     const char *accept = bv_call_header(c, "accept");
     bool csv = accept != NULL && strstr(accept, "text/csv") != NULL;
     int rc;
-    if (ledger_query_time_or_reply(c, "from", &from) != 0 || ledger_query_time_or_reply(c, "to", &to) != 0)
+    if (bv_call_query_time_or_reply(c, "from", &from) != 0 || bv_call_query_time_or_reply(c, "to", &to) != 0)
         return;
     if (from == 0 || to == 0 || from >= to) {
         bv_reply_problem(c, BV_EINVALID, "from and to are required and from must be before to", from == 0 ? "from" : "to");

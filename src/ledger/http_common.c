@@ -53,17 +53,3 @@ int ledger_idem_key_or_reply(bv_call_t *c, const char **out)
     return 0;
 }
 
-int ledger_query_time_or_reply(bv_call_t *c, const char *name, int64_t *out)
-{
-    const char *v = bv_call_query(c, name);
-    *out = 0;
-    if (v == NULL)
-        return 0;
-    if (bv_time_parse(v, out) != 0 || *out <= 0) {
-        char detail[128];
-        snprintf(detail, sizeof(detail), "%s must be an RFC 3339 time or a YYYY-MM-DD date", name);
-        bv_reply_problem(c, BV_EINVALID, detail, name);
-        return BV_EINVALID;
-    }
-    return 0;
-}

@@ -56,8 +56,6 @@ void ledger_reply_error(bv_call_t *c, int rc, const char *field);
 /* The Idempotency-Key header, or NULL; replies 400 and returns non-zero when it is longer
  * than BV_LEDGER_REF_MAX or empty. */
 int ledger_idem_key_or_reply(bv_call_t *c, const char **out);
-/* Parses an optional RFC 3339 time query parameter (0 when absent); replies 400. */
-int ledger_query_time_or_reply(bv_call_t *c, const char *name, int64_t *out);
 
 /* Route tables of each endpoint group. */
 extern const bv_route_t ledger_account_routes[];

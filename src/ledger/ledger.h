@@ -230,6 +230,10 @@ void bv_ledger_statement_free(bv_ledger_statement_t *s);
 int bv_ledger_account_json(bv_buf_t *b, const bv_ledger_account_t *a, unsigned flags);
 int bv_ledger_transfer_json(bv_buf_t *b, const bv_ledger_transfer_t *t);
 int bv_ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int exponent);
+/* A page of movements as the members `"items":[...],"next_cursor":"N"|null` (no braces:
+ * the caller adds its own members around them). */
+int bv_ledger_movement_page_json(bv_buf_t *b, const bv_ledger_movement_t *items, size_t n, int exponent,
+                                 int64_t next_cursor);
 
 /* ---- invariants (verify.c) ---- */
 

@@ -143,3 +143,19 @@ int bv_ledger_movement_json(bv_buf_t *b, const bv_ledger_movement_t *m, int expo
     rc |= bv_buf_puts(b, "}");
     return rc != 0 ? BV_ENOMEM : 0;
 }
+
+int bv_ledger_movement_page_json(bv_buf_t *b, const bv_ledger_movement_t *items, size_t n, int exponent,
+                                 int64_t next_cursor)
+{
+    int rc = bv_buf_puts(b, "\"items\":[");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0)
+            rc |= bv_buf_puts(b, ",");
+        rc |= bv_ledger_movement_json(b, &items[i], exponent);
+    }
+    if (next_cursor > 0)
+        rc |= bv_buf_printf(b, "],\"next_cursor\":\"%lld\"", (long long)next_cursor);
+    else
+        rc |= bv_buf_puts(b, "],\"next_cursor\":null");
+    return rc != 0 ? BV_ENOMEM : 0;
+}
