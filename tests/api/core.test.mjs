@@ -5,18 +5,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { PROBLEM_BASE, randomToken, runBoveda, startServer } from './lib/server.mjs';
+import { randomToken, runBoveda, startServer } from './lib/server.mjs';
+import { assertProblem } from './lib/tools.mjs';
 
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const UNKNOWN = '01900000-0000-7000-8000-000000000000';
 const CUSTOMER = '01900000-0000-7000-8000-0000000000c1';
-
-function assertProblem(r, status, slug, field) {
-    assert.equal(r.status, status, `status (body: ${r.text})`);
-    assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
-    assert.equal(r.json.type, PROBLEM_BASE + slug);
-    if (field !== undefined) assert.equal(r.json.field, field);
-}
 
 let seq = 0;
 const ref = (p = 'core') => `${p}-${process.pid}-${Date.now()}-${++seq}`;

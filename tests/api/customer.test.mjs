@@ -3,38 +3,15 @@
 // accounts and movements with their own access token, changes their notification
 // preferences, and can never see the other's accounts (404, as for an unknown id).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { PROBLEM_BASE, startServer } from './lib/server.mjs';
+import { startServer } from './lib/server.mjs';
+import { adminJson, assertProblem, basicAuth, sqlite } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
-
-function admin(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
-
-function basic(client) {
-    return `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
-}
-
-function assertProblem(r, status, slug, field) {
-    assert.equal(r.status, status, r.text);
-    assert.match(r.headers.get('content-type'), /^application\/problem\+json/);
-    assert.equal(r.json.type, PROBLEM_BASE + slug, r.text);
-    if (field !== undefined) assert.equal(r.json.field, field, r.text);
-}
 
 describe('customer banking API (read side)', () => {
     let srv;
@@ -66,7 +43,7 @@ describe('customer banking API (read side)', () => {
     };
     const passwordToken = async (client, username, scope) => {
         const r = await srv.request('POST', '/oauth2/token', {
-            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client) },
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client) },
             body: new URLSearchParams({ grant_type: 'password', username, password: PASSWORD, scope }).toString(),
         });
         assert.equal(r.status, 200, r.text);
@@ -76,20 +53,20 @@ describe('customer banking API (read side)', () => {
 
     before(async () => {
         srv = await startServer({ env: { BOVEDA_MFA_LOGIN_POLICY: 'enrolled', BOVEDA_LOCALE: 'es' } });
-        alice = admin(srv, ['users', 'create', '--username', 'alice', '--email', 'alice@example.test', '--phone',
+        alice = adminJson(srv, ['users', 'create', '--username', 'alice', '--email', 'alice@example.test', '--phone',
             '+34600111222', '--name', 'Alice Example', '--password-stdin'], `${PASSWORD}\n`);
-        bob = admin(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.test', '--name',
+        bob = adminJson(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.test', '--name',
             'Bob Example', '--password-stdin'], `${PASSWORD}\n`);
-        const legacy = admin(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
+        const legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
             'openid banking:read banking:write', '--legacy-password']);
         tok.alice = await passwordToken(legacy, 'alice', 'openid banking:read banking:write');
         tok.bob = await passwordToken(legacy, 'bob', 'openid banking:read banking:write');
         tok.aliceRead = await passwordToken(legacy, 'alice', 'openid banking:read');
         tok.aliceOpenid = await passwordToken(legacy, 'alice', 'openid');
-        const svc = admin(srv, ['clients', 'create', '--name', 'svc', '--grant', 'client_credentials', '--scope',
+        const svc = adminJson(srv, ['clients', 'create', '--name', 'svc', '--grant', 'client_credentials', '--scope',
             'banking:read']);
         const cc = await srv.request('POST', '/oauth2/token', {
-            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(svc) },
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(svc) },
             body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'banking:read' }).toString(),
         });
         assert.equal(cc.status, 200, cc.text);
@@ -383,12 +360,12 @@ describe('customer API with the profile cache disabled (BOVEDA_PROFILE_CACHE_TTL
 
     it('reads the profile fresh on every request', async () => {
         srv = await startServer({ env: { BOVEDA_MFA_LOGIN_POLICY: 'enrolled', BOVEDA_PROFILE_CACHE_TTL_S: '0' } });
-        const u = admin(srv, ['users', 'create', '--username', 'carol', '--email', 'carol@example.test', '--name',
+        const u = adminJson(srv, ['users', 'create', '--username', 'carol', '--email', 'carol@example.test', '--name',
             'Carol', '--password-stdin'], `${PASSWORD}\n`);
-        const legacy = admin(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
+        const legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
             'openid banking:read', '--legacy-password']);
         const t = await srv.request('POST', '/oauth2/token', {
-            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(legacy) },
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(legacy) },
             body: new URLSearchParams({ grant_type: 'password', username: 'carol', password: PASSWORD,
                 scope: 'openid banking:read' }).toString(),
         });

@@ -3,29 +3,15 @@
 // negative cases (wrong code with attempts left, other operation, reuse, lock, rate limit,
 // another user's challenge); TOTP enrolment, confirmation, replay and recovery codes.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { PROBLEM_BASE, startServer } from './lib/server.mjs';
 import { notifyEnv, runAsync, startSmsFake } from './lib/smsfake.mjs';
 import { startSmtpSink } from './lib/smtpsink.mjs';
+import { adminJson, base32Decode, sqlite, totp } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-function adminSync(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 async function userToken(srv, client, username) {
     const r = await srv.request('POST', '/oauth2/token', {
@@ -37,32 +23,6 @@ async function userToken(srv, client, username) {
     });
     assert.equal(r.status, 200, r.text);
     return r.json.access_token;
-}
-
-function base32Decode(s) {
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-    let bits = 0;
-    let value = 0;
-    const out = [];
-    for (const ch of s.replace(/=+$/, '')) {
-        value = (value << 5) | alphabet.indexOf(ch);
-        bits += 5;
-        if (bits >= 8) {
-            out.push((value >>> (bits - 8)) & 0xff);
-            bits -= 8;
-        }
-    }
-    return Buffer.from(out);
-}
-
-/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) for unix time t seconds. */
-function totp(seed, t) {
-    const msg = Buffer.alloc(8);
-    msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-    const mac = createHmac('sha1', seed).update(msg).digest();
-    const off = mac[mac.length - 1] & 0xf;
-    const v = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
-    return String(v % 1000000).padStart(6, '0');
 }
 
 const OP_A = { amount: '125.50', currency: 'EUR', source: 'ES0000000001', destination: 'ES0000000002' };
@@ -89,12 +49,12 @@ describe('OTP challenges and TOTP soft tokens', () => {
                 }),
             },
         });
-        const u = adminSync(srv, ['users', 'create', '--username', 'ana', '--email', 'ana@example.com',
+        const u = adminJson(srv, ['users', 'create', '--username', 'ana', '--email', 'ana@example.com',
             '--phone', '+34600111222', '--password-stdin'], `${PASSWORD}\n`);
         anaId = u.id;
-        adminSync(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.com',
+        adminJson(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.com',
             '--phone', '+34600333444', '--password-stdin'], `${PASSWORD}\n`);
-        const client = adminSync(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope',
+        const client = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope',
             'openid profile', '--legacy-password']);
         ana = await userToken(srv, client, 'ana');
         bob = await userToken(srv, client, 'bob');

@@ -3,82 +3,17 @@
 // say so (acr urn:boveda:loa:2, amr [pwd, otp, mfa]). A wrong code and a replayed code are
 // refused on the second step.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 
 import * as oidc from 'openid-client';
 
 import { startServer } from './lib/server.mjs';
+import { adminJson, base32Decode, totp } from './lib/tools.mjs';
+import { Browser, loginFields as fields } from './lib/login.mjs';
 
 const SPA_REDIRECT = 'http://localhost:5173/callback';
 const PASSWORD = 'correct horse battery staple';
 const insecure = { execute: [oidc.allowInsecureRequests] };
-
-function admin(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-class Browser {
-    constructor() {
-        this.jar = new Map();
-    }
-    async fetch(url, init = {}) {
-        const headers = { ...(init.headers ?? {}) };
-        if (this.jar.size > 0) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-        const r = await fetch(url, { ...init, headers, redirect: 'manual' });
-        for (const sc of r.headers.getSetCookie()) {
-            const [pair, ...attrs] = sc.split(';');
-            const eq = pair.indexOf('=');
-            const name = pair.slice(0, eq).trim();
-            const value = pair.slice(eq + 1).trim();
-            if (attrs.some((a) => /^\s*max-age=0\s*$/i.test(a)) || value === '') this.jar.delete(name);
-            else this.jar.set(name, value);
-        }
-        return r;
-    }
-    post(base, fields) {
-        return this.fetch(`${base}/oauth2/login`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            body: new URLSearchParams(fields).toString(),
-        });
-    }
-}
-
-function fields(html) {
-    const get = (n) => new RegExp(`name="${n}" value="([^"]*)"`).exec(html)?.[1];
-    const out = { tx: get('tx'), csrf_token: get('csrf_token'), step: get('step') };
-    const ch = get('challenge');
-    if (ch) out.challenge = ch;
-    return out;
-}
-
-function base32Decode(s) {
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-    let bits = 0;
-    let value = 0;
-    const out = [];
-    for (const ch of s) {
-        value = (value << 5) | alphabet.indexOf(ch);
-        bits += 5;
-        if (bits >= 8) {
-            out.push((value >>> (bits - 8)) & 0xff);
-            bits -= 8;
-        }
-    }
-    return Buffer.from(out);
-}
-
-function totp(seed, t) {
-    const msg = Buffer.alloc(8);
-    msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-    const mac = createHmac('sha1', seed).update(msg).digest();
-    const off = mac[mac.length - 1] & 0xf;
-    const v = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
-    return String(v % 1000000).padStart(6, '0');
-}
 
 describe('hosted login with a TOTP second step', () => {
     let srv;
@@ -89,8 +24,8 @@ describe('hosted login with a TOTP second step', () => {
 
     before(async () => {
         srv = await startServer();
-        admin(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
-        const legacy = admin(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid',
+        adminJson(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
+        const legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid',
             '--legacy-password']);
         passwordGrant = () => srv.request('POST', '/oauth2/token', {
             headers: {

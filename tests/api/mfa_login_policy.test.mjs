@@ -5,8 +5,6 @@
 // customer logged in (amr otp [+ sms] + mfa, acr loa:2). A customer with no factor at all is
 // refused (and audited); the legacy password grant is refused for everyone.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import * as oidc from 'openid-client';
@@ -14,57 +12,12 @@ import * as oidc from 'openid-client';
 import { startServer } from './lib/server.mjs';
 import { notifyEnv, startSmsFake } from './lib/smsfake.mjs';
 import { startSmtpSink } from './lib/smtpsink.mjs';
+import { adminJson, sqlite } from './lib/tools.mjs';
+import { Browser, loginFields as fields } from './lib/login.mjs';
 
 const SPA_REDIRECT = 'http://localhost:5173/callback';
 const PASSWORD = 'correct horse battery staple';
 const insecure = { execute: [oidc.allowInsecureRequests] };
-
-function admin(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
-
-class Browser {
-    constructor() {
-        this.jar = new Map();
-    }
-    async fetch(url, init = {}) {
-        const headers = { ...(init.headers ?? {}) };
-        if (this.jar.size > 0) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
-        const r = await fetch(url, { ...init, headers, redirect: 'manual' });
-        for (const sc of r.headers.getSetCookie()) {
-            const [pair, ...attrs] = sc.split(';');
-            const eq = pair.indexOf('=');
-            const name = pair.slice(0, eq).trim();
-            const value = pair.slice(eq + 1).trim();
-            if (attrs.some((a) => /^\s*max-age=0\s*$/i.test(a)) || value === '') this.jar.delete(name);
-            else this.jar.set(name, value);
-        }
-        return r;
-    }
-    post(base, fields) {
-        return this.fetch(`${base}/oauth2/login`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            body: new URLSearchParams(fields).toString(),
-        });
-    }
-}
-
-function fields(html) {
-    const get = (n) => new RegExp(`name="${n}" value="([^"]*)"`).exec(html)?.[1];
-    const out = { tx: get('tx'), csrf_token: get('csrf_token'), step: get('step') };
-    const ch = get('challenge');
-    if (ch) out.challenge = ch;
-    return out;
-}
 
 describe('login policy "all": a second step for every customer', () => {
     let srv;
@@ -84,11 +37,11 @@ describe('login policy "all": a second step for every customer', () => {
                 ...notifyEnv({ smtp: { url: sink.url }, sms: { provider: 'webhook', url: sms.url } }),
             },
         });
-        admin(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
-        admin(srv, ['users', 'create', '--username', 'ana', '--phone', '+34600111222', '--password-stdin'], `${PASSWORD}\n`);
-        admin(srv, ['users', 'create', '--username', 'eva', '--email', 'eva@example.com', '--password-stdin'], `${PASSWORD}\n`);
-        nilId = admin(srv, ['users', 'create', '--username', 'nil', '--password-stdin'], `${PASSWORD}\n`).id;
-        legacy = admin(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid', '--legacy-password']);
+        adminJson(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
+        adminJson(srv, ['users', 'create', '--username', 'ana', '--phone', '+34600111222', '--password-stdin'], `${PASSWORD}\n`);
+        adminJson(srv, ['users', 'create', '--username', 'eva', '--email', 'eva@example.com', '--password-stdin'], `${PASSWORD}\n`);
+        nilId = adminJson(srv, ['users', 'create', '--username', 'nil', '--password-stdin'], `${PASSWORD}\n`).id;
+        legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid', '--legacy-password']);
         spa = await oidc.discovery(new URL(srv.url), 'boveda-web', undefined, oidc.None(), insecure);
     });
     after(async () => {

@@ -5,52 +5,12 @@
 // SHA-256 soft tokens (BOVEDA_MFA_TOTP_ALGORITHM) and resynchronisation with two
 // consecutive codes.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { PROBLEM_BASE, startServer } from './lib/server.mjs';
+import { adminJson, base32Decode, sqlite, totp } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
-
-function adminSync(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
-
-function base32Decode(s) {
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-    let bits = 0;
-    let value = 0;
-    const out = [];
-    for (const ch of s) {
-        value = (value << 5) | alphabet.indexOf(ch);
-        bits += 5;
-        if (bits >= 8) {
-            out.push((value >>> (bits - 8)) & 0xff);
-            bits -= 8;
-        }
-    }
-    return Buffer.from(out);
-}
-
-/** RFC 6238 TOTP (6 digits, 30 s) with HMAC-SHA-256. */
-function totp(seed, t) {
-    const msg = Buffer.alloc(8);
-    msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-    const mac = createHmac('sha256', seed).update(msg).digest();
-    const off = mac[mac.length - 1] & 0xf;
-    const v = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
-    return String(v % 1000000).padStart(6, '0');
-}
 
 describe('step-up for the soft token routes, SHA-256 tokens, resynchronisation', () => {
     let srv;
@@ -60,10 +20,10 @@ describe('step-up for the soft token routes, SHA-256 tokens, resynchronisation',
     before(async () => {
         srv = await startServer({ env: { BOVEDA_MFA_TOTP_ALGORITHM: 'sha256' } });
         for (const u of ['ana', 'bob']) {
-            ids[u] = adminSync(srv, ['users', 'create', '--username', u, '--email', `${u}@example.com`, '--password-stdin'],
+            ids[u] = adminJson(srv, ['users', 'create', '--username', u, '--email', `${u}@example.com`, '--password-stdin'],
                 `${PASSWORD}\n`).id;
         }
-        client = adminSync(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid',
+        client = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid',
             '--legacy-password']);
     });
     after(async () => {
@@ -91,7 +51,7 @@ describe('step-up for the soft token routes, SHA-256 tokens, resynchronisation',
         const seed = base32Decode(e.json.secret);
         assert.equal(seed.length, 32, 'a 256-bit seed for SHA-256');
         const at = Date.now() / 1000;
-        const c = await srv.request('POST', '/v1/me/totp/confirm', { token, body: { code: totp(seed, at) } });
+        const c = await srv.request('POST', '/v1/me/totp/confirm', { token, body: { code: totp(seed, at, 'sha256') } });
         assert.equal(c.status, 200, c.text);
         return { seed, at, recovery: e.json.recovery_codes };
     }
@@ -122,10 +82,10 @@ describe('step-up for the soft token routes, SHA-256 tokens, resynchronisation',
         assert.notEqual(r1.challenge.binding, d1.challenge.binding);
 
         // the verification must name the same binding
-        let v = await srv.request('POST', d1.verify.href, { token, body: { code: totp(seed, at + 30) } });
+        let v = await srv.request('POST', d1.verify.href, { token, body: { code: totp(seed, at + 30, 'sha256') } });
         assert.equal(v.status, 422);
         assert.equal(v.json.type, `${PROBLEM_BASE}otp-invalid`);
-        v = await srv.request('POST', d1.verify.href, { token, body: { code: totp(seed, at + 30), binding: d1.challenge.binding } });
+        v = await srv.request('POST', d1.verify.href, { token, body: { code: totp(seed, at + 30, 'sha256'), binding: d1.challenge.binding } });
         assert.equal(v.status, 200, v.text);
         const revokeProof = v.json.proof;
         v = await srv.request('POST', r1.verify.href, { token, body: { code: recovery[0], binding: r1.challenge.binding } });
@@ -181,7 +141,7 @@ describe('step-up for the soft token routes, SHA-256 tokens, resynchronisation',
         const token = await userToken('bob');
         const { seed } = await activeToken(token);
         const now = Date.now() / 1000;
-        const ahead = (steps) => totp(seed, now + steps * 30); // a device clock running 6 steps ahead
+        const ahead = (steps) => totp(seed, now + steps * 30, 'sha256'); // a device clock running 6 steps ahead
 
         // its codes are outside the ±1 step window
         let ch = await srv.request('POST', '/v1/otp/challenges', { token, body: { purpose: 'login', channel: 'totp' } });

@@ -3,32 +3,19 @@
 // ID-token validation, refresh, userinfo, revocation, introspection, client credentials,
 // private_key_jwt, and a negative test for every rule of the issue.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
 import { startServer } from './lib/server.mjs';
+import { adminJson, sqlite } from './lib/tools.mjs';
 
 const SPA_REDIRECT = 'http://localhost:5173/callback';
 const PASSWORD = 'correct horse battery staple';
 
-function admin(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
-
 function createUser(srv, username, password = PASSWORD, extra = []) {
-    return admin(srv, ['users', 'create', '--username', username, '--email', `${username}@example.com`,
+    return adminJson(srv, ['users', 'create', '--username', username, '--email', `${username}@example.com`,
         '--password-stdin', ...extra], `${password}\n`);
 }
 
@@ -110,9 +97,9 @@ describe('OAuth 2 / OpenID Connect authorization server', () => {
         srv = await startServer({
             env: { BOVEDA_LOGIN_MAX_FAILURES: '3', BOVEDA_LOGIN_DELAY_MS: '0', BOVEDA_LOGIN_IP_MAX_FAILURES: '1000' },
         });
-        admin(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
+        adminJson(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
         createUser(srv, 'ana');
-        svc = admin(srv, ['clients', 'create', '--name', 'svc', '--grant', 'client_credentials', '--scope',
+        svc = adminJson(srv, ['clients', 'create', '--name', 'svc', '--grant', 'client_credentials', '--scope',
             'ledger:read ledger:write']);
         spa = await oidc.discovery(new URL(srv.url), 'boveda-web', undefined, oidc.None(), insecure);
         svcConfig = await oidc.discovery(new URL(srv.url), svc.client_id, svc.client_secret,
@@ -240,7 +227,7 @@ describe('OAuth 2 / OpenID Connect authorization server', () => {
     });
 
     it('issues RS256 ID tokens to clients registered for them', async () => {
-        const c = admin(srv, ['clients', 'create', '--name', 'rs', '--redirect-uri', SPA_REDIRECT, '--grant',
+        const c = adminJson(srv, ['clients', 'create', '--name', 'rs', '--redirect-uri', SPA_REDIRECT, '--grant',
             'authorization_code', '--scope', 'openid', '--id-token-alg', 'RS256']);
         const conf = await oidc.discovery(new URL(srv.url), c.client_id, c.client_secret,
             oidc.ClientSecretBasic(c.client_secret), insecure);
@@ -259,7 +246,7 @@ describe('OAuth 2 / OpenID Connect authorization server', () => {
     it('authenticates private_key_jwt clients and rejects a replayed assertion', async () => {
         const { publicKey, privateKey } = await jose.generateKeyPair('ES256');
         const jwk = { ...(await jose.exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-        const c = admin(srv, ['clients', 'create', '--name', 'pkj', '--grant', 'client_credentials', '--scope',
+        const c = adminJson(srv, ['clients', 'create', '--name', 'pkj', '--grant', 'client_credentials', '--scope',
             'ledger:read', '--auth-method', 'private_key_jwt', '--jwks', JSON.stringify({ keys: [jwk] })]);
         assert.equal(c.client_secret, undefined);
         const conf = await oidc.discovery(new URL(srv.url), c.client_id, undefined,
@@ -406,7 +393,7 @@ describe('OAuth 2 / OpenID Connect authorization server', () => {
         });
 
         it('accepts the password grant only for legacy first-party clients', async () => {
-            const c = admin(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid profile',
+            const c = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope', 'openid profile',
                 '--legacy-password']);
             const h = { 'content-type': 'application/x-www-form-urlencoded',
                 authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}` };
@@ -468,7 +455,7 @@ describe('OAuth 2 / OpenID Connect authorization server', () => {
             assert.equal((await attempt('nobody-here', 'x4')).status, 429);
             // persisted: the operator sees and clears it
             assert.equal(sqlite(srv, "SELECT failures FROM identity_throttle WHERE key = 'account:victim'"), '3');
-            admin(srv, ['users', 'unlock', '--username', 'victim']);
+            adminJson(srv, ['users', 'unlock', '--username', 'victim']);
             const ok = await attempt('victim', PASSWORD);
             assert.equal(ok.status, 303);
         });
@@ -514,7 +501,7 @@ describe('progressive login delays', () => {
     let srv;
     before(async () => {
         srv = await startServer({ env: { BOVEDA_LOGIN_FREE_FAILURES: '0', BOVEDA_LOGIN_DELAY_MS: '60000' } });
-        admin(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
+        adminJson(srv, ['demo-seed', '--password-stdin'], `${PASSWORD}\n`);
     });
     after(async () => {
         if (srv?.running) await srv.stop();

@@ -11,29 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 
-import { BIN, PROBLEM_BASE, startServer } from './lib/server.mjs';
+import { BIN, startServer } from './lib/server.mjs';
 import { eventually, notifyEnv } from './lib/smsfake.mjs';
 import { startSmtpSink } from './lib/smtpsink.mjs';
+import { adminJson, assertProblem, basicAuth } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-function admin(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function basic(client) {
-    return `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
-}
-
-function assertProblem(r, status, slug, field) {
-    assert.equal(r.status, status, r.text);
-    assert.match(r.headers.get('content-type'), /^application\/problem\+json/);
-    assert.equal(r.json.type, PROBLEM_BASE + slug, r.text);
-    if (field !== undefined) assert.equal(r.json.field, field, r.text);
-}
 
 /** The text of every content stream of a PDF, inflated when deflated. */
 function pdfText(buf) {
@@ -121,7 +105,7 @@ describe('statements by e-mail', () => {
     };
     const passwordToken = async (client, username, scope) => {
         const r = await srv.request('POST', '/oauth2/token', {
-            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client) },
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client) },
             body: new URLSearchParams({ grant_type: 'password', username, password: PASSWORD, scope }).toString(),
         });
         assert.equal(r.status, 200, r.text);
@@ -141,13 +125,13 @@ describe('statements by e-mail', () => {
                 ...notifyEnv({ smtp: { url: sink.url } }),
             },
         });
-        users.alice = admin(srv, ['users', 'create', '--username', 'alice', '--email', 'alice@example.test', '--name',
+        users.alice = adminJson(srv, ['users', 'create', '--username', 'alice', '--email', 'alice@example.test', '--name',
             'Alicia Núñez', '--password-stdin'], `${PASSWORD}\n`);
-        users.bob = admin(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.test', '--name',
+        users.bob = adminJson(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.test', '--name',
             'Bob Example', '--password-stdin'], `${PASSWORD}\n`);
-        users.carol = admin(srv, ['users', 'create', '--username', 'carol', '--phone', '+34600111333', '--name',
+        users.carol = adminJson(srv, ['users', 'create', '--username', 'carol', '--phone', '+34600111333', '--name',
             'Carol Sin Correo', '--password-stdin'], `${PASSWORD}\n`);
-        const legacy = admin(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
+        const legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
             'openid banking:read banking:write', '--legacy-password']);
         tok.alice = await passwordToken(legacy, 'alice', 'openid banking:read');
         tok.bob = await passwordToken(legacy, 'bob', 'openid banking:read');
@@ -419,12 +403,12 @@ describe('statements built by a separate `boveda worker`: a realistic month, the
             env: { BOVEDA_MFA_LOGIN_POLICY: 'enrolled', BOVEDA_SERVE_CONSUMERS: 'notify', BOVEDA_LOCALE: 'en',
                 ...notifyEnv({ smtp: { url: sink.url } }) },
         });
-        const user = admin(srv, ['users', 'create', '--username', 'dave', '--email', 'dave@example.test', '--name',
+        const user = adminJson(srv, ['users', 'create', '--username', 'dave', '--email', 'dave@example.test', '--name',
             'Dave Example', '--password-stdin'], `${PASSWORD}\n`);
-        const legacy = admin(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
+        const legacy = adminJson(srv, ['clients', 'create', '--name', 'legacy-app', '--grant', 'password', '--scope',
             'openid banking:read', '--legacy-password']);
         const t = await srv.request('POST', '/oauth2/token', {
-            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(legacy) },
+            headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(legacy) },
             body: new URLSearchParams({ grant_type: 'password', username: 'dave', password: PASSWORD,
                 scope: 'openid banking:read' }).toString(),
         });

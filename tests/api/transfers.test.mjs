@@ -6,36 +6,17 @@
 // challenge, the list with its cursor and filter.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { BIN, PROBLEM_BASE, randomToken, runBoveda, startServer } from './lib/server.mjs';
 import { eventually, notifyEnv, startSmsFake } from './lib/smsfake.mjs';
 import { startSmtpSink } from './lib/smtpsink.mjs';
+import { adminJson, assertProblem, sqlite } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ANA_PHONE = '+34600111222';
 const BOB_PHONE = '+34600333444';
-
-function assertProblem(r, status, slug, field) {
-    assert.equal(r.status, status, `status (body: ${r.text})`);
-    assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
-    assert.equal(r.json.type, PROBLEM_BASE + slug, r.text);
-    if (field !== undefined) assert.equal(r.json.field, field, r.text);
-}
-
-function adminSync(srv, args, input) {
-    const r = srv.run(['admin', ...args, '--json'], { input });
-    assert.equal(r.code, 0, `boveda admin ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop());
-}
-
-function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', ['-cmd', '.timeout 10000', path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 /** A 16-digit account number with valid check digits that no account has. */
 function unusedNumber() {
@@ -121,11 +102,11 @@ describe('customer transfers', () => {
                 ...notifyEnv({ smtp: { url: sink.url }, sms: { provider: 'webhook', url: sms.url } }),
             },
         });
-        anaId = adminSync(srv, ['users', 'create', '--username', 'ana', '--email', 'ana@example.com', '--phone', ANA_PHONE,
+        anaId = adminJson(srv, ['users', 'create', '--username', 'ana', '--email', 'ana@example.com', '--phone', ANA_PHONE,
             '--password-stdin'], `${PASSWORD}\n`).id;
-        bobId = adminSync(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.com', '--phone', BOB_PHONE,
+        bobId = adminJson(srv, ['users', 'create', '--username', 'bob', '--email', 'bob@example.com', '--phone', BOB_PHONE,
             '--password-stdin'], `${PASSWORD}\n`).id;
-        const client = adminSync(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope',
+        const client = adminJson(srv, ['clients', 'create', '--name', 'legacy', '--grant', 'password', '--scope',
             'openid banking:read banking:write', '--legacy-password']);
         const token = async (username) => {
             const r = await srv.request('POST', '/oauth2/token', {

@@ -1,0 +1,158 @@
+// The internet-banking story end to end (issue 8), black box: a customer signs in with
+// openid-client through the hosted login (password, then the SMS code read from the SMS
+// provider fake), reads the summary, orders a transfer to another customer, confirms it with
+// the code sent by SMS, sees it succeed, and both customers are told by e-mail (SMTP sink)
+// and SMS (fake); the movement is on both accounts and in the summary.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import * as oidc from 'openid-client';
+
+import { finishLogin, insecure, startLogin } from './lib/login.mjs';
+import { startServer } from './lib/server.mjs';
+import { eventually, notifyEnv, startSmsFake } from './lib/smsfake.mjs';
+import { startSmtpSink } from './lib/smtpsink.mjs';
+
+const PASSWORD = 'correct horse battery staple';
+const ANA_PHONE = '+34600333444';
+const BOB_PHONE = '+34600555666';
+
+describe('internet banking end to end: login with OTP, summary, transfer, notices', () => {
+    let srv;
+    let sms;
+    let sink;
+    let spa;
+    let anaAcct;
+    let bobAcct;
+
+    const admin = (method, path, body) => srv.request(method, path, { token: srv.adminToken, body });
+    const run = (args, input) => {
+        const r = srv.run(['admin', ...args, '--json'], { input });
+        assert.equal(r.code, 0, r.stderr);
+        return JSON.parse(r.stdout.trim().split('\n').pop());
+    };
+    // The code of the first SMS to `phone` after `seen` messages.
+    const smsCode = async (phone, seen) => {
+        const reqs = await sms.waitFor((all) => all.filter((q) => q.to === phone).length > seen);
+        const msg = reqs.filter((q) => q.to === phone)[seen];
+        const code = /(?:c[oó]digo es|code is) (\d{6})/.exec(msg.body)?.[1];
+        assert.ok(code, `a code in ${msg.body}`);
+        return code;
+    };
+    const smsTo = (phone) => sms.requests.filter((q) => q.to === phone).length;
+
+    before(async () => {
+        sms = await startSmsFake();
+        sink = await startSmtpSink();
+        srv = await startServer({
+            env: {
+                BOVEDA_MFA_LOGIN_POLICY: 'all',
+                ...notifyEnv({ smtp: { url: sink.url }, sms: { provider: 'webhook', url: sms.url } }),
+            },
+        });
+        run(['demo-seed', '--password-stdin'], `${PASSWORD}\n`); // the SPA's public client boveda-web
+        const ana = run(['users', 'create', '--username', 'ana', '--name', 'Ana Pérez', '--email', 'ana@example.com',
+            '--phone', ANA_PHONE, '--password-stdin'], `${PASSWORD}\n`);
+        const bob = run(['users', 'create', '--username', 'bob', '--name', 'Bob Ruiz', '--email', 'bob@example.com',
+            '--phone', BOB_PHONE, '--password-stdin'], `${PASSWORD}\n`);
+        const open = async (body) => {
+            const r = await admin('POST', '/v1/accounts', body);
+            assert.equal(r.status, 201, r.text);
+            return r.json;
+        };
+        const cash = await open({ type: 'internal', currency: 'EUR', holder_name: 'Banco', allow_negative: true });
+        anaAcct = await open({ type: 'checking', currency: 'EUR', holder_name: 'Ana Pérez', customer_id: ana.id });
+        bobAcct = await open({ type: 'checking', currency: 'EUR', holder_name: 'Bob Ruiz', customer_id: bob.id });
+        const f = await admin('POST', '/v1/ledger/transfers', { debit_account: cash.id, credit_account: anaAcct.id,
+            amount: '500.00', currency: 'EUR', reference: 'fund-ana', description: 'Nómina' });
+        assert.equal(f.status, 201, f.text);
+        spa = await oidc.discovery(new URL(srv.url), 'boveda-web', undefined, oidc.None(), insecure);
+    });
+    after(async () => {
+        try {
+            if (srv?.running) await srv.stop();
+        } finally {
+            await sms?.close();
+            await sink?.close();
+        }
+    });
+
+    it('signs in with password + SMS code, transfers with an OTP, and tells both parties', { timeout: 120000 }, async () => {
+        // 1. the login: password, then the code sent by SMS
+        let seen = smsTo(ANA_PHONE);
+        const login = await startLogin(spa, srv.url, { username: 'ana', password: PASSWORD,
+            scope: 'openid profile banking:read banking:write' });
+        assert.equal(login.response.status, 200, login.html);
+        assert.equal(login.step, 'otp', 'a second step for every customer');
+        const tokens = await finishLogin(spa, login, await smsCode(ANA_PHONE, seen));
+        assert.ok(tokens.claims().amr.includes('otp'));
+        assert.equal(tokens.claims().acr, 'urn:boveda:loa:2');
+        const token = tokens.access_token;
+        const me = (method, path, opts = {}) => srv.request(method, path, { token, ...opts });
+
+        // 2. the summary: who I am, my balance and my last movements
+        let s = await me('GET', '/v1/me/summary');
+        assert.equal(s.status, 200, s.text);
+        assert.equal(s.json.profile.username, 'ana');
+        assert.equal(s.json.profile.display_name, 'Ana Pérez');
+        const acct = s.json.accounts.find((a) => a.id === anaAcct.id);
+        assert.equal(acct.balance, '500.00');
+        assert.equal(acct.last_movements.length, 1);
+        assert.equal(acct.last_movements[0].amount, '500.00');
+        assert.equal(acct.last_movements[0].counterparty_name, 'Banco');
+        assert.equal(s.json.accounts.length, 1, 'only her own accounts');
+
+        // 3. a transfer to Bob, confirmed with the code sent by SMS
+        seen = smsTo(ANA_PHONE);
+        const c = await me('POST', '/v1/me/transfers', {
+            headers: { 'idempotency-key': 'e2e-1' },
+            body: { from_account: anaAcct.id, to_account_number: bobAcct.number, amount: '120.25', currency: 'EUR',
+                description: 'Cena' },
+        });
+        assert.equal(c.status, 201, c.text);
+        assert.equal(c.json.status, 'pending_confirmation');
+        assert.equal(c.json.challenge.channel, 'sms');
+        const code = await smsCode(ANA_PHONE, seen);
+        const conf = await me('POST', `/v1/me/transfers/${c.json.id}/confirm`, { body: { code } });
+        assert.equal(conf.status, 202, conf.text);
+        assert.equal(conf.json.status, 'queued');
+
+        // 4. it succeeds, exactly once
+        const done = await eventually(async () => {
+            const g = await me('GET', `/v1/me/transfers/${c.json.id}`);
+            assert.equal(g.status, 200, g.text);
+            return g.json.status === 'success' ? g.json : null;
+        }, 30000, 'the transfer succeeded');
+        const byRef = await admin('GET', `/v1/ledger/transfers?reference=${c.json.id}`);
+        assert.equal(byRef.json.items.length, 1);
+        assert.equal(byRef.json.items[0].id, done.core_transfer_id);
+
+        // 5. both are told: SMS on the fake, e-mail on the sink
+        await sms.waitFor((all) => all.some((q) => q.to === ANA_PHONE && /enviaste 120\.25 EUR/.test(q.body)) &&
+            all.some((q) => q.to === BOB_PHONE && /recibiste 120\.25 EUR/.test(q.body)));
+        const mails = await sink.waitFor((all) =>
+            all.some((m) => m.to.includes('ana@example.com') && /enviaste 120\.25 EUR/i.test(m.text ?? '')) &&
+            all.some((m) => m.to.includes('bob@example.com') && /recibiste 120\.25 EUR/i.test(m.text ?? '')));
+        for (const m of mails.filter((x) => /120\.25/.test(x.text ?? ''))) {
+            assert.ok(!m.text.includes(bobAcct.number) && !m.text.includes(anaAcct.number), 'account numbers masked');
+        }
+        await eventually(async () => (await me('GET', `/v1/me/transfers/${c.json.id}`)).json.notification_status === 'notified',
+            20000, 'the transfer says notified');
+
+        // 6. the movement on both accounts, and in the summary
+        const mine = await me('GET', `/v1/me/accounts/${anaAcct.id}/movements`);
+        assert.equal(mine.status, 200, mine.text);
+        assert.equal(mine.json.items[0].amount, '-120.25');
+        assert.equal(mine.json.items[0].counterparty.name, 'Bob Ruiz');
+        const his = await admin('GET', `/v1/accounts/${bobAcct.id}/movements`);
+        assert.equal(his.json.items[0].amount, '120.25');
+        assert.equal(his.json.items[0].counterparty.name, 'Ana Pérez');
+        s = await me('GET', '/v1/me/summary');
+        const after = s.json.accounts.find((a) => a.id === anaAcct.id);
+        assert.equal(after.balance, '379.75');
+        assert.equal(after.last_movements[0].amount, '-120.25');
+        assert.equal(after.last_movements[0].counterparty_name, 'Bob Ruiz');
+        // Bob's account is not Ana's to read
+        assert.equal((await me('GET', `/v1/me/accounts/${bobAcct.id}/movements`)).status, 404);
+    });
+});
