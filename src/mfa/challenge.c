@@ -365,19 +365,24 @@ static int tx_create(bv_tx_t *tx, void *arg)
     return rc < 0 ? rc : 0;
 }
 
+static int create_req_valid(const bv_mfa_challenge_req_t *req)
+{
+    if (req->user_id == NULL || req->user_id[0] == '\0' || bv_mfa_purpose_name(req->purpose) == NULL ||
+        bv_mfa_channel_name(req->channel) == NULL)
+        return 0;
+    if (req->purpose == BV_MFA_TRANSFER && req->binding == NULL)
+        return 0;
+    return !((req->channel == BV_MFA_SMS && (req->phone == NULL || req->phone[0] == '\0')) ||
+             (req->channel == BV_MFA_EMAIL && (req->email == NULL || req->email[0] == '\0')));
+}
+
 int mfa_challenge_create_code(bv_mfa_t *m, const bv_mfa_challenge_req_t *req, const char *code,
                               bv_mfa_challenge_t *out)
 {
     create_arg_t a = {.m = m, .req = req, .code = code, .out = out};
     int rc;
     memset(out, 0, sizeof(*out));
-    if (req->user_id == NULL || req->user_id[0] == '\0' || bv_mfa_purpose_name(req->purpose) == NULL ||
-        bv_mfa_channel_name(req->channel) == NULL)
-        return BV_EINVALID;
-    if (req->purpose == BV_MFA_TRANSFER && req->binding == NULL)
-        return BV_EINVALID;
-    if ((req->channel == BV_MFA_SMS && (req->phone == NULL || req->phone[0] == '\0')) ||
-        (req->channel == BV_MFA_EMAIL && (req->email == NULL || req->email[0] == '\0')))
+    if (!create_req_valid(req))
         return BV_EINVALID;
     bv_uuid7(out->id);
     rc = bv_store_run_tx(m->store, 1, tx_create, &a);
@@ -396,6 +401,27 @@ int bv_mfa_challenge_create(bv_mfa_t *m, const bv_mfa_challenge_req_t *req, bv_m
         draw_code(m->opt.digits, code);
     rc = mfa_challenge_create_code(m, req, code, out);
     OPENSSL_cleanse(code, sizeof(code));
+    return rc;
+}
+
+int bv_mfa_challenge_create_tx(bv_tx_t *tx, bv_mfa_t *m, const bv_mfa_challenge_req_t *req,
+                               bv_mfa_challenge_t *out)
+{
+    char code[16] = "";
+    create_arg_t a = {.m = m, .req = req, .code = code, .out = out};
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if (!create_req_valid(req))
+        return BV_EINVALID;
+    if (req->channel != BV_MFA_TOTP)
+        draw_code(m->opt.digits, code);
+    bv_uuid7(out->id);
+    rc = tx_create(tx, &a);
+    OPENSSL_cleanse(code, sizeof(code));
+    if (rc == 0 && a.outcome != 0)
+        rc = a.outcome; /* the caller's job fails: its refusal audit goes with it */
+    if (rc != 0)
+        memset(out, 0, sizeof(*out));
     return rc;
 }
 

@@ -110,6 +110,11 @@ typedef struct {
  * transfer, no address for the channel, no active TOTP for the totp channel),
  * BV_EOTP_RATE (more than max_challenges in the last 15 minutes), store/key errors. */
 int bv_mfa_challenge_create(bv_mfa_t *m, const bv_mfa_challenge_req_t *req, bv_mfa_challenge_t *out);
+/* The same inside the caller's write job, so that the challenge (and its code's delivery)
+ * exists only if the operation it authorises commits with it. Errors as above; on any error
+ * the caller's job must fail (a refusal for the rate limit is then not audited by mfa). */
+int bv_mfa_challenge_create_tx(bv_tx_t *tx, bv_mfa_t *m, const bv_mfa_challenge_req_t *req,
+                               bv_mfa_challenge_t *out);
 
 typedef struct {
     int attempts_left;                /* after a wrong code */

@@ -112,6 +112,85 @@ static int64_t utc_day_start(int64_t us)
     return us - us % day;
 }
 
+/* The OTP's channel: SMS when wanted and a phone is on file, else e-mail, else (no contact
+ * at all) a confirmed soft token. BV_EINVALID when there is no way to reach the customer. */
+static int pick_channel(bv_mfa_t *m, const bv_customer_profile_t *p, bv_mfa_channel_t *out)
+{
+    int active = 0;
+    if ((p->channels & BV_NOTIFY_SMS) && p->phone[0] != '\0')
+        *out = BV_MFA_SMS;
+    else if (p->email[0] != '\0')
+        *out = BV_MFA_EMAIL;
+    else if (p->phone[0] != '\0')
+        *out = BV_MFA_SMS;
+    else if (bv_mfa_totp_active(m, p->id, &active) == 0 && active)
+        *out = BV_MFA_TOTP;
+    else
+        return BV_EINVALID;
+    return 0;
+}
+
+/* What the transfer's challenge needs, gathered before the write job: the customer's
+ * contacts, the channel and the binding of the operation. */
+typedef struct {
+    bv_mfa_t *m;
+    bv_customer_profile_t p;
+    unsigned char binding[32];
+    bv_mfa_challenge_req_t req;
+} challenge_plan_t;
+
+/* Plans the challenge of t (and sets t->challenge_channel). Replies on error. */
+static int challenge_plan_or_reply(bv_call_t *c, bv_mfa_t *m, tr_transfer_t *t, challenge_plan_t *plan)
+{
+    bv_mfa_channel_t channel;
+    int rc;
+    plan->m = m;
+    if ((rc = bv_customer_profile(t->user_id, &plan->p)) != 0) {
+        reply_error(c, rc == BV_ENOTFOUND ? BV_EUNAUTHENTICATED : rc,
+                    rc == BV_ENOTFOUND ? "unknown user" : NULL, NULL);
+        return -1;
+    }
+    if (pick_channel(m, &plan->p, &channel) != 0) {
+        bv_reply_problem(c, BV_EINVALID, "no phone number or e-mail address on file to send the code to",
+                         NULL);
+        return -1;
+    }
+    if (tr_binding(t, plan->binding) != 0) {
+        reply_error(c, BV_EINTERNAL, NULL, NULL);
+        return -1;
+    }
+    plan->req = (bv_mfa_challenge_req_t){.user_id = t->user_id,
+                                         .purpose = BV_MFA_TRANSFER,
+                                         .channel = channel,
+                                         .binding = plan->binding,
+                                         .email = plan->p.email,
+                                         .phone = plan->p.phone,
+                                         .locale = plan->p.locale[0] ? plan->p.locale : NULL,
+                                         .source_ip = c->client_ip,
+                                         .request_id = c->request_id};
+    snprintf(t->challenge_channel, sizeof(t->challenge_channel), "%s", bv_mfa_channel_name(channel));
+    return 0;
+}
+
+/* Creates the planned challenge inside the transfer's own write job (it and its code exist
+ * only if the transfer row commits) into t (id, expiry). */
+static int challenge_tx(bv_tx_t *tx, const challenge_plan_t *plan, tr_transfer_t *t)
+{
+    bv_mfa_challenge_t ch;
+    int rc = bv_mfa_challenge_create_tx(tx, plan->m, &plan->req, &ch);
+    if (rc != 0)
+        return rc;
+    snprintf(t->challenge_id, sizeof(t->challenge_id), "%s", ch.id);
+    t->challenge_expires_at = ch.expires_at;
+    return 0;
+}
+
+/* Replies for an error of a job that created a challenge. */
+static void reply_challenge_error(bv_call_t *c, int rc)
+{
+    reply_error(c, rc, rc == BV_EOTP_RATE ? "too many one-time codes in the last 15 minutes" : NULL, NULL);
+}
+
 typedef struct {
     tr_transfer_t *t;
     tr_service_t *s;
@@ -119,6 +198,7 @@ typedef struct {
     int64_t day_start;
     int outcome; /* BV_ELIMIT, or BV_ECONFLICT when the key exists (existing row in *existing) */
     tr_transfer_t *existing;
+    const challenge_plan_t *plan;
 } create_arg_t;
 
 static int tx_create(bv_tx_t *tx, void *arg)
@@ -142,7 +222,7 @@ static int tx_create(bv_tx_t *tx, void *arg)
         a->outcome = BV_ELIMIT;
         return 0;
     }
-    if ((rc = tr_insert_tx(tx, a->t)) != 0)
+    if ((rc = challenge_tx(tx, a->plan, a->t)) != 0 || (rc = tr_insert_tx(tx, a->t)) != 0)
         return rc;
     char amount[BV_LEDGER_AMOUNT_MAX];
     bv_ledger_amount_format(a->t->amount, exponent, amount);
@@ -150,66 +230,6 @@ static int tx_create(bv_tx_t *tx, void *arg)
                     json_pack("{s:s, s:s, s:s, s:s, s:s}", "amount", amount, "currency", a->t->currency,
                               "from_account", a->t->from_account, "to_account_number", a->t->to_number,
                               "challenge_channel", a->t->challenge_channel));
-}
-
-/* The OTP's channel: SMS when wanted and a phone is on file, else e-mail, else (no contact
- * at all) a confirmed soft token. BV_EINVALID when there is no way to reach the customer. */
-static int pick_channel(bv_mfa_t *m, const bv_customer_profile_t *p, bv_mfa_channel_t *out)
-{
-    int active = 0;
-    if ((p->channels & BV_NOTIFY_SMS) && p->phone[0] != '\0')
-        *out = BV_MFA_SMS;
-    else if (p->email[0] != '\0')
-        *out = BV_MFA_EMAIL;
-    else if (p->phone[0] != '\0')
-        *out = BV_MFA_SMS;
-    else if (bv_mfa_totp_active(m, p->id, &active) == 0 && active)
-        *out = BV_MFA_TOTP;
-    else
-        return BV_EINVALID;
-    return 0;
-}
-
-/* Creates the transfer's challenge into t (id, channel, expiry). Replies on error. */
-static int challenge_or_reply(bv_call_t *c, bv_mfa_t *m, tr_transfer_t *t)
-{
-    bv_customer_profile_t p;
-    bv_mfa_channel_t channel;
-    bv_mfa_challenge_t ch;
-    unsigned char binding[32];
-    int rc;
-    if ((rc = bv_customer_profile(t->user_id, &p)) != 0) {
-        reply_error(c, rc == BV_ENOTFOUND ? BV_EUNAUTHENTICATED : rc,
-                    rc == BV_ENOTFOUND ? "unknown user" : NULL, NULL);
-        return -1;
-    }
-    if (pick_channel(m, &p, &channel) != 0) {
-        bv_reply_problem(c, BV_EINVALID, "no phone number or e-mail address on file to send the code to",
-                         NULL);
-        return -1;
-    }
-    if ((rc = tr_binding(t, binding)) != 0) {
-        reply_error(c, BV_EINTERNAL, NULL, NULL);
-        return -1;
-    }
-    bv_mfa_challenge_req_t req = {.user_id = t->user_id,
-                                  .purpose = BV_MFA_TRANSFER,
-                                  .channel = channel,
-                                  .binding = binding,
-                                  .email = p.email,
-                                  .phone = p.phone,
-                                  .locale = p.locale[0] ? p.locale : NULL,
-                                  .source_ip = c->client_ip,
-                                  .request_id = c->request_id};
-    if ((rc = bv_mfa_challenge_create(m, &req, &ch)) != 0) {
-        reply_error(c, rc, rc == BV_EOTP_RATE ? "too many one-time codes in the last 15 minutes" : NULL,
-                    NULL);
-        return -1;
-    }
-    snprintf(t->challenge_id, sizeof(t->challenge_id), "%s", ch.id);
-    snprintf(t->challenge_channel, sizeof(t->challenge_channel), "%s", bv_mfa_channel_name(channel));
-    t->challenge_expires_at = ch.expires_at;
-    return 0;
 }
 
 static int idem_key_or_reply(bv_call_t *c, const char **out)
@@ -260,6 +280,7 @@ static int read_daily_sum(bv_store_t *st, const char *account, int64_t since, in
 
 static void on_create(bv_call_t *c)
 {
+    challenge_plan_t plan;
     create_body_t b = {0};
     json_t *root = NULL;
     const char *key;
@@ -405,16 +426,17 @@ static void on_create(bv_call_t *c)
         reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
         goto out;
     }
-    if (challenge_or_reply(c, m, &t) != 0)
+    if (challenge_plan_or_reply(c, m, &t, &plan) != 0)
         goto out;
     create_arg_t a = {.t = &t,
                       .s = s,
                       .ip = c->client_ip,
                       .rid = c->request_id,
                       .day_start = utc_day_start(now),
-                      .existing = &existing};
+                      .existing = &existing,
+                      .plan = &plan};
     if ((rc = bv_store_run_tx(s->store, 1, tx_create, &a)) != 0) {
-        reply_error(c, rc, NULL, NULL);
+        reply_challenge_error(c, rc);
         goto out;
     }
     if (a.outcome == BV_ELIMIT) {
@@ -594,7 +616,8 @@ out:
 /* ---- POST /v1/me/transfers/{id}/challenge ---- */
 
 typedef struct {
-    const tr_transfer_t *t;
+    tr_transfer_t *t;
+    const challenge_plan_t *plan;
     const char *ip, *rid;
     int64_t now;
     tr_transfer_t *out;
@@ -603,7 +626,14 @@ typedef struct {
 static int tx_rechallenge(bv_tx_t *tx, void *arg)
 {
     rechallenge_arg_t *a = arg;
-    int rc = bv_tx_execf(
+    int rc = tr_load_tx(tx, a->t->id, a->out);
+    if (rc != 0)
+        return rc;
+    if (strcmp(a->out->status, TR_PENDING) != 0)
+        return BV_ECONFLICT;
+    if ((rc = challenge_tx(tx, a->plan, a->t)) != 0)
+        return rc;
+    rc = bv_tx_execf(
         tx,
         "UPDATE customer_transfers SET challenge_id = ?, challenge_channel = ?, "
         "challenge_expires_at = ?, updated_at = ? WHERE id = ? AND status = 'pending_confirmation'",
@@ -646,15 +676,16 @@ static void on_challenge(bv_call_t *c)
         reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
         goto out;
     }
-    if (challenge_or_reply(c, m, &t) != 0)
+    challenge_plan_t plan;
+    if (challenge_plan_or_reply(c, m, &t, &plan) != 0)
         goto out;
     rechallenge_arg_t a = {
-        .t = &t, .ip = c->client_ip, .rid = c->request_id, .now = s->now_us(), .out = &after};
+        .t = &t, .plan = &plan, .ip = c->client_ip, .rid = c->request_id, .now = s->now_us(), .out = &after};
     if ((rc = bv_store_run_tx(s->store, 1, tx_rechallenge, &a)) != 0) {
         if (rc == BV_ECONFLICT)
             bv_reply_problem(c, rc, "the transfer is not waiting for confirmation", NULL);
         else
-            reply_error(c, rc, NULL, NULL);
+            reply_challenge_error(c, rc);
         goto out;
     }
     reply_transfer(c, 201, &after, false);

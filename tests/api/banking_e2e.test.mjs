@@ -24,6 +24,7 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
     let spa;
     let anaAcct;
     let bobAcct;
+    let token; // Ana's access token, from the login of the first test
 
     const admin = (method, path, body) => srv.request(method, path, { token: srv.adminToken, body });
     const run = (args, input) => {
@@ -87,7 +88,7 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         const tokens = await finishLogin(spa, login, await smsCode(ANA_PHONE, seen));
         assert.ok(tokens.claims().amr.includes('otp'));
         assert.equal(tokens.claims().acr, 'urn:boveda:loa:2');
-        const token = tokens.access_token;
+        token = tokens.access_token;
         const me = (method, path, opts = {}) => srv.request(method, path, { token, ...opts });
 
         // 2. the summary: who I am, my balance and my last movements
@@ -154,5 +155,27 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         assert.equal(after.last_movements[0].counterparty_name, 'Bob Ruiz');
         // Bob's account is not Ana's to read
         assert.equal((await me('GET', `/v1/me/accounts/${bobAcct.id}/movements`)).status, 404);
+    });
+
+    it('refuses a transfer once the one-time codes run out, leaving neither a transfer nor a code behind', { timeout: 60000 }, async () => {
+        // BOVEDA_MFA_MAX_CHALLENGES_15MIN is 10: the login and the first transfer used two
+        const me = (method, path, opts = {}) => srv.request(method, path, { token, ...opts });
+        const order = (k) => me('POST', '/v1/me/transfers', {
+            headers: { 'idempotency-key': `rate-${k}` },
+            body: { from_account: anaAcct.id, to_account_number: bobAcct.number, amount: '1.00', currency: 'EUR' },
+        });
+        for (let k = 0; k < 8; k++) assert.equal((await order(k)).status, 201);
+        await sms.waitFor((all) => all.filter((q) => q.to === ANA_PHONE && /c[oó]digo es/.test(q.body)).length >= 10);
+        const codesBefore = sms.requests.filter((q) => q.to === ANA_PHONE && /c[oó]digo es/.test(q.body)).length;
+        const refused = await order(8);
+        assert.equal(refused.status, 429, refused.text);
+        assert.equal(refused.json.type, 'https://boveda.dev/problems/otp-rate-limited');
+        const list = await me('GET', '/v1/me/transfers?limit=100');
+        assert.equal(list.json.items.length, 9, 'no transfer row for the refused order');
+        // the code of a refused order is never sent (the challenge lives in the order's commit)
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal(sms.requests.filter((q) => q.to === ANA_PHONE && /c[oó]digo es/.test(q.body)).length, codesBefore);
+        // the same key later is a new order, not a replay of a refusal
+        assert.equal((await order(8)).status, 429);
     });
 });
