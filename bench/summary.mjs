@@ -1,12 +1,13 @@
 // Seeds customers and loads GET /v1/me/summary at a fixed rate (run by bench/summary.sh,
 // which starts the server and exports its BOVEDA_* settings for the admin commands).
-//   node bench/summary.mjs API BOVEDA_BIN CUSTOMERS MOVEMENTS RATE SECONDS
+//   node bench/summary.mjs API BOVEDA_BIN CUSTOMERS MOVEMENTS RATE SECONDS [TOKENS_FILE]
+// With TOKENS_FILE it only seeds and writes the customers' tokens there (for bench_loadgen).
 // Open loop, as bench/rate_get.mjs: request i is due at t0 + i/rate whether or not earlier
 // ones answered, and its latency counts from that due time (no coordinated omission).
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 
-const [api, bin, customersS, movementsS, rateS, secondsS] = process.argv.slice(2);
+const [api, bin, customersS, movementsS, rateS, secondsS, tokensFile] = process.argv.slice(2);
 const customers = Number(customersS), movements = Number(movementsS);
 const rate = Number(rateS), seconds = Number(secondsS);
 const PASSWORD = 'bench password 0123456789';
@@ -60,6 +61,13 @@ for (const token of tokens) {
 }
 console.log(`seeded ${customers} customers x 2 accounts, ${movements} movements each, in ` +
     `${((performance.now() - t0seed) / 1000).toFixed(1)} s`);
+
+// ---- tokens for the load generator (bench_loadgen), one per line ----
+if (tokensFile) {
+    const fs = await import('node:fs');
+    fs.writeFileSync(tokensFile, `${tokens.join('\n')}\n`, { mode: 0o600 });
+    process.exit(0);
+}
 
 // ---- load ----
 const url = new URL(api);

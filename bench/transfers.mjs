@@ -50,11 +50,13 @@ const env = {
     BOVEDA_TRANSFER_DAILY_LIMIT: '100000000',
     BOVEDA_SMS_PROVIDER: 'webhook',
     BOVEDA_SMS_URL: smsUrl,
-    BOVEDA_SMS_RATE: '100000',
+    BOVEDA_SMS_FROM: 'Boveda',
+    BOVEDA_SMS_RATE: '10000',
     BOVEDA_NOTIFY_CONCURRENCY: '16',
     BOVEDA_WORKER_QUEUE_LIMIT: '1000000',
     BOVEDA_LOG_LEVEL: 'warn',
     BOVEDA_SERVE_CONSUMERS: 'notify',
+    BOVEDA_TRANSFER_CONCURRENCY: process.env.BOVEDA_TRANSFER_CONCURRENCY ?? '64',
 };
 const srv = await startServer({ env: { ...env, BOVEDA_LOG_LEVEL: 'info' } });
 const admin = (method, p, body, key) => srv.request(method, p, {

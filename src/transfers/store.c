@@ -179,10 +179,10 @@ int tr_audit(bv_tx_t *tx, const char *user_id, const char *action, const char *t
 {
     char actor[160], resource[64];
     if (user_id != NULL)
-        snprintf(actor, sizeof(actor), "user:%s", user_id);
+        snprintf(actor, sizeof(actor), "user:%.150s", user_id);
     else
         snprintf(actor, sizeof(actor), "system");
-    snprintf(resource, sizeof(resource), "customer_transfer:%s", transfer_id != NULL ? transfer_id : "");
+    snprintf(resource, sizeof(resource), "customer_transfer:%.36s", transfer_id != NULL ? transfer_id : "");
     bv_audit_event_t ev = {.actor = actor,
                            .action = action,
                            .resource = transfer_id != NULL ? resource : NULL,

@@ -16,7 +16,7 @@
 static void make_profile(bv_customer_profile_t *p, const char *id, const char *username)
 {
     memset(p, 0, sizeof(*p));
-    snprintf(p->id, sizeof(p->id), "%s", id);
+    snprintf(p->id, sizeof(p->id), "%.36s", id);
     snprintf(p->username, sizeof(p->username), "%s", username);
     snprintf(p->display_name, sizeof(p->display_name), "Display %s", username);
     snprintf(p->email, sizeof(p->email), "%s@example.test", username);
