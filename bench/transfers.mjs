@@ -56,8 +56,8 @@ const env = {
     BOVEDA_WORKER_QUEUE_LIMIT: '1000000',
     BOVEDA_LOG_LEVEL: 'warn',
     BOVEDA_SERVE_CONSUMERS: 'notify',
-    BOVEDA_TRANSFER_CONCURRENCY: process.env.BOVEDA_TRANSFER_CONCURRENCY ?? '64',
 };
+if (process.env.BOVEDA_TRANSFER_CONCURRENCY) env.BOVEDA_TRANSFER_CONCURRENCY = process.env.BOVEDA_TRANSFER_CONCURRENCY;
 const srv = await startServer({ env: { ...env, BOVEDA_LOG_LEVEL: 'info' } });
 const admin = (method, p, body, key) => srv.request(method, p, {
     token: srv.adminToken, body, headers: key ? { 'idempotency-key': key } : {},

@@ -111,7 +111,7 @@ static const setting_t settings[] = {
     {"TRANSFER_DAILY_LIMIT", T_STR, NO_FIELD, "20000", 0, 0, 0, NULL, "customer transfers per account per day (currency units)"},
     {"TRANSFER_MAX_RETRIES", T_INT, NO_FIELD, "8", 0, 100, 0, NULL, "retryable core failures before a transfer fails"},
     {"TRANSFER_BACKOFF_MS", T_INT, NO_FIELD, "500", 1, 600000, 0, NULL, "first retry delay (exponential, full jitter)"},
-    {"TRANSFER_CONCURRENCY", T_INT, NO_FIELD, "8", 1, 64, 0, NULL, "transfers executed at once by the worker"},
+    {"TRANSFER_CONCURRENCY", T_INT, NO_FIELD, "32", 1, 64, 0, NULL, "transfer worker threads (each takes up to 10 messages at once)"},
     {"PROFILE_CACHE_TTL_S", T_INT, NO_FIELD, "300", 0, 86400, 0, NULL, "lifetime of the encrypted profile cache entries"},
 };
 #undef S

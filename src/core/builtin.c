@@ -212,6 +212,32 @@ static int b_execute(void *cls, const bv_core_transfer_req_t *req, bv_ledger_tra
     return 0;
 }
 
+/* Every transfer in one ledger commit (not linked: each has its own outcome). */
+static int b_execute_batch(void *cls, const bv_core_transfer_req_t *reqs, size_t n, bv_ledger_result_t *results)
+{
+    builtin_t *b = cls;
+    bv_ledger_transfer_req_t *lr = calloc(n, sizeof(*lr));
+    if (lr == NULL)
+        return BV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        lr[i] = (bv_ledger_transfer_req_t){
+            .debit_account = reqs[i].debit_account,
+            .credit_account = reqs[i].credit_account,
+            .amount = reqs[i].amount,
+            .currency = reqs[i].currency,
+            .reference = reqs[i].reference,
+            .description = reqs[i].description,
+            .actor = reqs[i].actor,
+        };
+    bv_ledger_ctx_t ctx = {.actor = "system"};
+    int rc = bv_ledger_batch(b->lg, &ctx, lr, n, false, results);
+    free(lr);
+    if (rc != 0) /* the store failed: the same answer for each */
+        for (size_t i = 0; i < n; i++)
+            results[i].rc = rc;
+    return 0;
+}
+
 static int b_lookup(void *cls, const char *reference, bv_ledger_transfer_t *out)
 {
     builtin_t *b = cls;
@@ -232,6 +258,7 @@ static const core_ops_t builtin_ops = {
     .statement = b_statement,
     .transfer_execute = b_execute,
     .transfer_lookup = b_lookup,
+    .transfer_execute_batch = b_execute_batch,
     .close = b_close,
 };
 

@@ -119,23 +119,53 @@ int bv_core_statement(bv_core_t *c, const char *account_id, int64_t from, int64_
     return c->ops->statement(c->cls, account_id, from, to, out);
 }
 
+/* 0, or the rejection of a request no adapter should see. */
+static int execute_req_check(const bv_core_transfer_req_t *req)
+{
+    if (req == NULL || req->reference == NULL || req->reference[0] == '\0' ||
+        strlen(req->reference) > BV_LEDGER_REF_MAX || req->debit_account == NULL ||
+        req->credit_account == NULL || req->currency == NULL ||
+        (req->description != NULL && strlen(req->description) > BV_LEDGER_DESC_MAX))
+        return BV_EINVALID;
+    return req->amount <= 0 ? BV_EAMOUNT : 0;
+}
+
 int bv_core_transfer_execute(bv_core_t *c, const bv_core_transfer_req_t *req, bv_ledger_transfer_t *out,
                              bool *replayed_out)
 {
     bool replayed = false;
     if (replayed_out != NULL)
         *replayed_out = false;
-    if (req == NULL || req->reference == NULL || req->reference[0] == '\0' ||
-        strlen(req->reference) > BV_LEDGER_REF_MAX || req->debit_account == NULL ||
-        req->credit_account == NULL || req->currency == NULL ||
-        (req->description != NULL && strlen(req->description) > BV_LEDGER_DESC_MAX))
-        return BV_EINVALID;
-    if (req->amount <= 0)
-        return BV_EAMOUNT;
-    int rc = c->ops->transfer_execute(c->cls, req, out, &replayed);
+    int rc = execute_req_check(req);
+    if (rc != 0)
+        return rc;
+    rc = c->ops->transfer_execute(c->cls, req, out, &replayed);
     if (rc == 0 && replayed_out != NULL)
         *replayed_out = replayed;
     return rc;
+}
+
+int bv_core_transfer_execute_batch(bv_core_t *c, const bv_core_transfer_req_t *reqs, size_t n,
+                                   bv_ledger_result_t *results)
+{
+    if (reqs == NULL || results == NULL || n == 0 || n > BV_LEDGER_BATCH_MAX)
+        return BV_EINVALID;
+    memset(results, 0, n * sizeof(*results));
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= (results[i].rc = execute_req_check(&reqs[i])) != 0;
+    if (c->ops->transfer_execute_batch == NULL || bad) { /* one after another */
+        for (size_t i = 0; i < n; i++) {
+            if (results[i].rc != 0)
+                continue;
+            if (reqs[i].deadline_us != 0 && bv_now_us() >= reqs[i].deadline_us)
+                results[i].rc = BV_ETIMEOUT; /* its deadline passed while earlier ones ran: not sent */
+            else
+                results[i].rc = bv_core_transfer_execute(c, &reqs[i], &results[i].transfer, &results[i].replayed);
+        }
+        return 0;
+    }
+    return c->ops->transfer_execute_batch(c->cls, reqs, n, results);
 }
 
 int bv_core_transfer_lookup(bv_core_t *c, const char *reference, bv_ledger_transfer_t *out)

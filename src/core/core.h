@@ -81,6 +81,13 @@ typedef struct {
  * BV_EIDEMPOTENCY, BV_EINVALID); or a retryable error (bv_core_retryable). */
 int bv_core_transfer_execute(bv_core_t *c, const bv_core_transfer_req_t *req, bv_ledger_transfer_t *out,
                              bool *replayed_out);
+/* Executes n (1..BV_LEDGER_BATCH_MAX) transfers, each on its own (not linked): results[i].rc
+ * is what bv_core_transfer_execute would return for reqs[i], with .replayed and .transfer.
+ * builtin: one ledger commit for all; http: one request after another, and a request whose
+ * deadline_us passed meanwhile is not sent (BV_ETIMEOUT). Returns 0 (see the results) or
+ * BV_EINVALID for n out of range. */
+int bv_core_transfer_execute_batch(bv_core_t *c, const bv_core_transfer_req_t *reqs, size_t n,
+                                   bv_ledger_result_t *results);
 /* The transfer the core holds under `reference`: 0, BV_ENOTFOUND (definitely none), or a
  * retryable error. */
 int bv_core_transfer_lookup(bv_core_t *c, const char *reference, bv_ledger_transfer_t *out);

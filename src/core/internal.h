@@ -21,6 +21,9 @@ typedef struct {
     int (*transfer_execute)(void *cls, const bv_core_transfer_req_t *req, bv_ledger_transfer_t *out,
                             bool *replayed_out);
     int (*transfer_lookup)(void *cls, const char *reference, bv_ledger_transfer_t *out);
+    /* Optional: n valid requests at once (NULL: one transfer_execute after another). */
+    int (*transfer_execute_batch)(void *cls, const bv_core_transfer_req_t *reqs, size_t n,
+                                  bv_ledger_result_t *results);
     void (*close)(void *cls);
 } core_ops_t;
 

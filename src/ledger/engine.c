@@ -717,6 +717,12 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
     bv_stmt_reset(s);
     if (rc < 0)
         return rc;
+    bv_ledger_ctx_t own;
+    if (req->actor != NULL) { /* a batch of transfers made for different customers */
+        own = ctx != NULL ? *ctx : (bv_ledger_ctx_t){0};
+        own.actor = req->actor;
+        ctx = &own;
+    }
     return record_event(lg, tx, ctx,
                         reverses_rid != 0 ? "ledger.transfer.reversed"
                         : req->pending    ? "ledger.hold.created"

@@ -138,6 +138,7 @@ typedef struct {
     const char *description;   /* may be NULL */
     bool pending;
     int64_t expires_at;         /* 0 = never; pending only */
+    const char *actor;          /* audit actor of this transfer; NULL: the call's ctx->actor */
 } bv_ledger_transfer_req_t;
 
 /* Result of one transfer. rc is 0 (created), or a BV_E... rejection (the ledger's

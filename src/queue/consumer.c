@@ -123,11 +123,12 @@ static void *consumer_main(void *arg)
     bv_store_t *st = ta->st;
     const bv_queue_consumer_t *c = r->c;
     free(ta);
+    int max = c->handler_batch != NULL ? (c->batch < 1 ? 1 : c->batch > 10 ? 10 : c->batch) : 1;
     while (!r->stop) {
-        bv_queue_msg_t m;
+        bv_queue_msg_t m[10];
         int n = 0;
-        bv_queue_receive_opts_t o = {.max = 1, .wait_ms = BV_QUEUE_MAX_WAIT_MS, .stop = &r->stop};
-        int rc = bv_queue_receive(st, c->queue, &o, &m, &n);
+        bv_queue_receive_opts_t o = {.max = max, .wait_ms = BV_QUEUE_MAX_WAIT_MS, .stop = &r->stop};
+        int rc = bv_queue_receive(st, c->queue, &o, m, &n);
         if (rc != 0) {
             atomic_fetch_add(&r->errors, 1);
             if (rc == BV_ESHUTDOWN)
@@ -139,15 +140,25 @@ static void *consumer_main(void *arg)
         }
         if (n == 0)
             continue;
-        if (r->stop) { /* received while stopping: give it back at once */
-            bv_queue_change_visibility(st, c->queue, m.receipt, 0);
-            bv_queue_msg_clear(&m);
+        if (r->stop) { /* received while stopping: give them back at once */
+            for (int i = 0; i < n; i++) {
+                bv_queue_change_visibility(st, c->queue, m[i].receipt, 0);
+                bv_queue_msg_clear(&m[i]);
+            }
             break;
         }
-        int64_t retry_after = -1;
-        bv_queue_result_t res = c->handler(c, &m, &retry_after);
-        settle(r, st, &m, res, retry_after);
-        bv_queue_msg_clear(&m);
+        bv_queue_result_t res[10];
+        int64_t retry_after[10];
+        for (int i = 0; i < n; i++)
+            retry_after[i] = -1;
+        if (c->handler_batch != NULL)
+            c->handler_batch(c, m, n, res, retry_after);
+        else
+            res[0] = c->handler(c, &m[0], &retry_after[0]);
+        for (int i = 0; i < n; i++) {
+            settle(r, st, &m[i], res[i], retry_after[i]);
+            bv_queue_msg_clear(&m[i]);
+        }
     }
     return NULL;
 }
@@ -203,7 +214,8 @@ static void stop_one(size_t i)
 int bv_queue_consumer_register(const bv_queue_consumer_t *c)
 {
     int rc = 0;
-    if (c == NULL || c->name == NULL || c->handler == NULL || !bv_queue_name_valid(c->queue))
+    if (c == NULL || c->name == NULL || (c->handler == NULL && c->handler_batch == NULL) ||
+        !bv_queue_name_valid(c->queue))
         return BV_EINVALID;
     pthread_mutex_lock(&g.mu);
     for (size_t i = 0; i < g.n; i++)

@@ -200,6 +200,12 @@ struct bv_queue_consumer {
      * RETRY (e.g. a provider's Retry-After); otherwise the backoff applies. */
     bv_queue_result_t (*handler)(const bv_queue_consumer_t *c, bv_queue_msg_t *msg,
                                  int64_t *retry_after_ms_out);
+    /* Optional, used instead of handler: receives up to `batch` (2..10) messages at once
+     * and sets results[i] and retry_after_ms[i] (initialised to -1) for each, as handler
+     * would — one receive and one pass over several messages (e.g. one write job for all). */
+    void (*handler_batch)(const bv_queue_consumer_t *c, bv_queue_msg_t *msgs, int n, bv_queue_result_t *results,
+                          int64_t *retry_after_ms);
+    int batch;
     void *cls;
     int64_t backoff_base_ms; /* 0: 1000 */
     int64_t backoff_max_ms;  /* 0: 300000 */

@@ -66,6 +66,8 @@ typedef struct {
     int64_t daily_limit_e4;  /* BOVEDA_TRANSFER_DAILY_LIMIT in 10^-4 units */
     int (*lookup)(const char *reference, bv_ledger_transfer_t *out);
     int (*execute)(const bv_core_transfer_req_t *req, bv_ledger_transfer_t *out, bool *replayed_out);
+    /* Optional: n transfers at once (bv_core_transfer_execute_batch); NULL: execute each. */
+    int (*execute_batch)(const bv_core_transfer_req_t *reqs, size_t n, bv_ledger_result_t *results);
     int (*profile)(const char *user_id, bv_customer_profile_t *out);
     int64_t (*now_us)(void);
     /* The channels on which notification `id` was delivered (BV_ENOTFOUND: no such
@@ -112,6 +114,12 @@ int tr_binding(const tr_transfer_t *t, unsigned char out[32]);
  * BV_QUEUE_RETRY. */
 bv_queue_result_t tr_process(tr_service_t *s, const char *id, const char *receipt,
                              int64_t *retry_after_ms_out);
+/* The same for n (1..TR_BATCH_MAX) messages at once, each with its own result (retry[i]
+ * set for BV_QUEUE_RETRY): the same stages, but one write job per stage for all of them
+ * and one core call for every execute (one ledger commit with the builtin core). */
+#define TR_BATCH_MAX 10
+void tr_process_batch(tr_service_t *s, const char *const *ids, const char *const *receipts, int n,
+                      bv_queue_result_t *results, int64_t *retry);
 /* The notification id of a transfer's notice to `party` ("sender" | "receiver"): a UUIDv7
  * with the transfer's timestamp and bits from SHA-256(transfer id, party), the same every
  * time (a replayed state change never notifies twice). */

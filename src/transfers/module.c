@@ -32,22 +32,49 @@ static int core_execute(const bv_core_transfer_req_t *req, bv_ledger_transfer_t 
     return c != NULL ? bv_core_transfer_execute(c, req, out, replayed_out) : BV_EUNAVAILABLE;
 }
 
+static int core_execute_batch(const bv_core_transfer_req_t *reqs, size_t n, bv_ledger_result_t *results)
+{
+    bv_core_t *c = bv_core_instance();
+    return c != NULL ? bv_core_transfer_execute_batch(c, reqs, n, results) : BV_EUNAVAILABLE;
+}
+
 /* ---- the consumer ---- */
 
-static bv_queue_result_t on_message(const bv_queue_consumer_t *c, bv_queue_msg_t *msg,
-                                    int64_t *retry_after_ms_out)
+/* Up to TR_BATCH_MAX messages at once: one write job per stage for all of them. */
+static void on_messages(const bv_queue_consumer_t *c, bv_queue_msg_t *msgs, int n, bv_queue_result_t *results,
+                        int64_t *retry_after_ms)
 {
     (void)c;
-    char id[BV_UUID_STR_LEN + 1];
+    char ids[TR_BATCH_MAX][BV_UUID_STR_LEN + 1];
+    const char *id_ptrs[TR_BATCH_MAX], *receipts[TR_BATCH_MAX];
+    int map[TR_BATCH_MAX], k = 0;
     tr_service_t *s = tr_service();
-    if (s == NULL)
-        return BV_QUEUE_RETRY;
-    if (msg->body_len != BV_UUID_STR_LEN || !bv_uuid_valid(msg->body)) {
-        bv_log_error("malformed transfers message dropped", "\"id\":\"%s\"", msg->id);
-        return BV_QUEUE_ACK;
+    for (int i = 0; i < n; i++) {
+        if (s == NULL) {
+            results[i] = BV_QUEUE_RETRY;
+            continue;
+        }
+        if (msgs[i].body_len != BV_UUID_STR_LEN || !bv_uuid_valid(msgs[i].body)) {
+            bv_log_error("malformed transfers message dropped", "\"id\":\"%s\"", msgs[i].id);
+            results[i] = BV_QUEUE_ACK;
+            continue;
+        }
+        snprintf(ids[k], sizeof(ids[k]), "%s", msgs[i].body);
+        id_ptrs[k] = ids[k];
+        receipts[k] = msgs[i].receipt;
+        map[k++] = i;
     }
-    snprintf(id, sizeof(id), "%s", msg->body);
-    return tr_process(s, id, msg->receipt, retry_after_ms_out);
+    if (k == 0)
+        return;
+    bv_queue_result_t res[TR_BATCH_MAX];
+    int64_t retry[TR_BATCH_MAX];
+    for (int j = 0; j < k; j++)
+        retry[j] = -1;
+    tr_process_batch(s, id_ptrs, receipts, k, res, retry);
+    for (int j = 0; j < k; j++) {
+        results[map[j]] = res[j];
+        retry_after_ms[map[j]] = retry[j];
+    }
 }
 
 static bv_queue_consumer_t consumer = {
@@ -55,7 +82,8 @@ static bv_queue_consumer_t consumer = {
     .group = "transfers",
     .queue = TR_QUEUE,
     .concurrency = 8,
-    .handler = on_message,
+    .handler_batch = on_messages,
+    .batch = TR_BATCH_MAX,
 };
 static int consumer_registered;
 
@@ -153,6 +181,7 @@ int bv_transfers_module_init(bv_app_t *app)
     service.profile = bv_customer_profile;
     service.now_us = bv_now_us;
     service.delivered = bv_notify_delivered;
+    service.execute_batch = core_execute_batch;
     service_ready = 1;
 
     /* The builtin core is this process's ledger engine: a process without HTTP (`boveda

@@ -258,36 +258,6 @@ static int64_t backoff(const tr_service_t *s, int64_t attempts)
                                s->backoff_ms, s->backoff_ms * 64 < 300000 ? 300000 : s->backoff_ms * 64);
 }
 
-/* Records the final state with its notices; acks the message in the same job. */
-static bv_queue_result_t finish(tr_service_t *s, const tr_transfer_t *t, int success, const char *core_id,
-                                int code, const char *receipt, int64_t *retry_after_ms_out)
-{
-    final_arg_t a = {
-        .t = t, .success = success, .core_transfer_id = core_id, .code = code, .receipt = receipt};
-    int rc;
-    if ((rc = s->profile(t->user_id, &a.sender)) == 0)
-        a.have_sender = true;
-    else if (rc != BV_ENOTFOUND)
-        goto transient;
-    if (success && t->to_customer[0] != '\0') {
-        if ((rc = s->profile(t->to_customer, &a.receiver)) == 0)
-            a.have_receiver = true;
-        else if (rc != BV_ENOTFOUND)
-            goto transient;
-    }
-    a.now = s->now_us();
-    if ((rc = bv_store_run_tx(s->store, 1, tx_final, &a)) != 0)
-        goto transient;
-    if (a.changed)
-        bv_log_info(success ? "transfer executed" : "transfer failed",
-                    "\"transfer\":\"%s\",\"result\":\"%s\"", t->id, success ? "success" : bv_err_slug(code));
-    return receipt != NULL ? BV_QUEUE_SETTLED : BV_QUEUE_ACK;
-transient:
-    bv_log_error("cannot record the final state of a transfer", "\"transfer\":\"%s\",\"error\":\"%s\"", t->id,
-                 bv_err_name(rc));
-    return retry_in(backoff(s, t->attempts + 1), retry_after_ms_out);
-}
-
 /* A retryable failure: counted; the message comes back after the backoff, or, once the
  * retries are spent, right after the last execute's deadline (then a lookup decides). */
 static bv_queue_result_t failed_attempt(tr_service_t *s, const tr_transfer_t *t, const char *stage, int rc,
@@ -322,73 +292,273 @@ static int code_of_slug(const char *slug)
     return BV_EUPSTREAM;
 }
 
+/* ---- a batch of deliveries: one write job per stage for all of them ---- */
+
+typedef struct {
+    const char *receipt;
+    tr_transfer_t t;
+    int live;         /* still on its way through the stages */
+    int changed;      /* of the last stage job */
+    int64_t now;      /* before its lookup */
+    int64_t deadline; /* of its claim */
+    int outcome;      /* 1: success, 2: fail, to record in the final job */
+    int code;         /* fail */
+    char core_id[BV_UUID_STR_LEN + 1];
+    char actor[160];
+    final_arg_t fa;
+    int in_final; /* part of the final job */
+} item_t;
+
+typedef struct {
+    item_t *items;
+    int n;
+    int claim; /* 0: event_consumed, 1: request_before + deadline */
+} many_arg_t;
+
+static int tx_stage_many(bv_tx_t *tx, void *arg)
+{
+    many_arg_t *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        item_t *it = &a->items[i];
+        if (!it->live)
+            continue;
+        step_arg_t st = {.id = it->t.id, .stage = "event_consumed", .now = it->now, .deadline = it->deadline};
+        int rc = a->claim ? tx_claim(tx, &st) : tx_stage(tx, &st);
+        if (rc != 0)
+            return rc;
+        it->changed = st.changed;
+    }
+    return 0;
+}
+
+static int tx_final_many(bv_tx_t *tx, void *arg)
+{
+    many_arg_t *a = arg;
+    for (int i = 0; i < a->n; i++) {
+        item_t *it = &a->items[i];
+        int rc;
+        if (it->in_final && (rc = tx_final(tx, &it->fa)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Records every decided outcome in one write job with its notices and the messages' acks. */
+static void finish_many(tr_service_t *s, item_t *items, int n, bv_queue_result_t *results, int64_t *retry)
+{
+    int any = 0, rc;
+    for (int i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (it->outcome == 0)
+            continue;
+        const tr_transfer_t *t = &it->t;
+        int success = it->outcome == 1;
+        it->fa = (final_arg_t){.t = t,
+                               .success = success,
+                               .core_transfer_id = success ? it->core_id : NULL,
+                               .code = it->code,
+                               .receipt = it->receipt};
+        if ((rc = s->profile(t->user_id, &it->fa.sender)) == 0)
+            it->fa.have_sender = true;
+        else if (rc != BV_ENOTFOUND)
+            goto transient;
+        if (success && t->to_customer[0] != '\0') {
+            if ((rc = s->profile(t->to_customer, &it->fa.receiver)) == 0)
+                it->fa.have_receiver = true;
+            else if (rc != BV_ENOTFOUND)
+                goto transient;
+        }
+        it->fa.now = s->now_us();
+        it->in_final = 1;
+        any = 1;
+        continue;
+    transient:
+        bv_log_error("cannot load a customer for a transfer notice", "\"transfer\":\"%s\",\"error\":\"%s\"",
+                     t->id, bv_err_name(rc));
+        results[i] = retry_in(backoff(s, t->attempts + 1), &retry[i]);
+    }
+    if (!any)
+        return;
+    many_arg_t a = {.items = items, .n = n};
+    rc = bv_store_run_tx(s->store, 1, tx_final_many, &a);
+    for (int i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (!it->in_final)
+            continue;
+        if (rc != 0) {
+            bv_log_error("cannot record the final state of a transfer", "\"transfer\":\"%s\",\"error\":\"%s\"",
+                         it->t.id, bv_err_name(rc));
+            results[i] = retry_in(backoff(s, it->t.attempts + 1), &retry[i]);
+            continue;
+        }
+        if (it->fa.changed)
+            bv_log_info(it->fa.success ? "transfer executed" : "transfer failed",
+                        "\"transfer\":\"%s\",\"result\":\"%s\"", it->t.id,
+                        it->fa.success ? "success" : bv_err_slug(it->code));
+        results[i] = it->receipt != NULL ? BV_QUEUE_SETTLED : BV_QUEUE_ACK;
+    }
+}
+
+void tr_process_batch(tr_service_t *s, const char *const *ids, const char *const *receipts, int n,
+                      bv_queue_result_t *results, int64_t *retry)
+{
+    item_t *items = calloc((size_t)(n > 0 ? n : 1), sizeof(*items));
+    bv_core_transfer_req_t reqs[TR_BATCH_MAX];
+    bv_ledger_result_t res[TR_BATCH_MAX];
+    int idx[TR_BATCH_MAX], live = 0, rc;
+    if (items == NULL || n > TR_BATCH_MAX) {
+        for (int i = 0; i < n; i++)
+            results[i] = retry_in(backoff(s, 1), &retry[i]);
+        free(items);
+        return;
+    }
+
+    /* 1. the transfers as they are */
+    for (int i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        it->receipt = receipts != NULL ? receipts[i] : NULL;
+        if ((rc = tr_load(s->store, ids[i], &it->t)) == BV_ENOTFOUND) {
+            bv_log_warn("message for an unknown transfer dropped", "\"transfer\":\"%s\"", ids[i]);
+            results[i] = BV_QUEUE_ACK;
+        } else if (rc != 0) {
+            results[i] = retry_in(backoff(s, 1), &retry[i]);
+        } else if (tr_is_final(&it->t) ||
+                   (strcmp(it->t.status, TR_QUEUED) != 0 && strcmp(it->t.status, TR_PROCESSING) != 0)) {
+            results[i] = BV_QUEUE_ACK; /* done (its notices went with the final state), or never confirmed */
+        } else {
+            /* the time before the lookup: a lookup that starts after every deadline is definitive */
+            it->live = 1;
+            it->now = s->now_us();
+            live++;
+        }
+    }
+
+    /* 2. event_consumed, for all in one job */
+    many_arg_t a = {.items = items, .n = n};
+    if (live > 0 && (rc = bv_store_run_tx(s->store, 1, tx_stage_many, &a)) != 0) {
+        for (int i = 0; i < n; i++)
+            if (items[i].live) {
+                items[i].live = 0;
+                results[i] = retry_in(backoff(s, 1), &retry[i]);
+            }
+        live = 0;
+    }
+
+    /* 3. reconcile each: has the core got it already? */
+    live = 0;
+    for (int i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        tr_transfer_t *t = &it->t;
+        bv_ledger_transfer_t ct;
+        if (!it->live)
+            continue;
+        it->live = 0;
+        if (!it->changed) {
+            results[i] = BV_QUEUE_ACK; /* another delivery finished it meanwhile */
+            continue;
+        }
+        rc = s->lookup(t->id, &ct);
+        if (rc == 0) {
+            it->outcome = 1;
+            snprintf(it->core_id, sizeof(it->core_id), "%s", ct.id);
+            continue;
+        }
+        if (rc != BV_ENOTFOUND) {
+            if (!bv_core_retryable(rc))
+                bv_log_error("transfer lookup failed", "\"transfer\":\"%s\",\"error\":\"%s\"", t->id,
+                             bv_err_name(rc));
+            results[i] = failed_attempt(s, t, "event_consumed", rc, it->now, t->last_deadline, &retry[i]);
+            continue;
+        }
+        if (t->attempts > s->max_retries) { /* not in the core, and the retries are spent */
+            if (t->sends == 0 || it->now > t->last_deadline + TR_CLOCK_SKEW_US) {
+                it->outcome = 2;
+                it->code = t->last_error[0] ? code_of_slug(t->last_error) : BV_EUPSTREAM;
+            } else {
+                results[i] = retry_in((t->last_deadline + TR_CLOCK_SKEW_US - it->now) / 1000 + 1, &retry[i]);
+            }
+            continue;
+        }
+        it->deadline = it->now + s->core_timeout_ms * 1000 + TR_SEND_MARGIN_US;
+        it->live = 1;
+        live++;
+    }
+
+    /* 4. request_before and each deadline, for all in one job */
+    a.claim = 1;
+    if (live > 0 && (rc = bv_store_run_tx(s->store, 1, tx_stage_many, &a)) != 0) {
+        for (int i = 0; i < n; i++)
+            if (items[i].live) {
+                items[i].live = 0;
+                results[i] = retry_in(backoff(s, 1), &retry[i]);
+            }
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        tr_transfer_t *t = &it->t;
+        if (!it->live)
+            continue;
+        if (!it->changed) { /* an earlier execute may still reach the core: after its deadline */
+            it->live = 0;
+            results[i] = retry_in((t->last_deadline + TR_CLOCK_SKEW_US - it->now) / 1000 + 1, &retry[i]);
+            continue;
+        }
+        /* the core gets the recorded deadline; if recording took that long, do not send now */
+        if (s->now_us() + TR_SEND_MARGIN_US / 2 > it->deadline) {
+            it->live = 0;
+            results[i] = retry_in((it->deadline + TR_CLOCK_SKEW_US - s->now_us()) / 1000 + 1, &retry[i]);
+            continue;
+        }
+        snprintf(it->actor, sizeof(it->actor), "user:%s", t->user_id);
+        reqs[m] = (bv_core_transfer_req_t){.reference = t->id,
+                                           .debit_account = t->from_account,
+                                           .credit_account = t->to_account,
+                                           .amount = t->amount,
+                                           .currency = t->currency,
+                                           .description = t->description[0] ? t->description : NULL,
+                                           .actor = it->actor,
+                                           .deadline_us = it->deadline};
+        idx[m++] = i;
+    }
+
+    /* 5. execute: all at once where the core can (one ledger commit with the builtin one) */
+    if (m > 0) {
+        if (s->execute_batch != NULL) {
+            rc = s->execute_batch(reqs, (size_t)m, res);
+            for (int k = 0; rc != 0 && k < m; k++)
+                res[k].rc = rc;
+        } else {
+            for (int k = 0; k < m; k++) {
+                memset(&res[k], 0, sizeof(res[k]));
+                res[k].rc = s->execute(&reqs[k], &res[k].transfer, &res[k].replayed);
+            }
+        }
+    }
+    for (int k = 0; k < m; k++) {
+        item_t *it = &items[idx[k]];
+        if (res[k].rc == 0) {
+            it->outcome = 1;
+            snprintf(it->core_id, sizeof(it->core_id), "%s", res[k].transfer.id);
+        } else if (bv_core_retryable(res[k].rc)) {
+            results[idx[k]] = failed_attempt(s, &it->t, "waiting", res[k].rc, s->now_us(), it->deadline,
+                                             &retry[idx[k]]);
+        } else { /* a definitive rejection */
+            it->outcome = 2;
+            it->code = res[k].rc;
+        }
+    }
+
+    /* 6. every outcome in one job, with its notices and the acks */
+    finish_many(s, items, n, results, retry);
+    free(items);
+}
+
 bv_queue_result_t tr_process(tr_service_t *s, const char *id, const char *receipt,
                              int64_t *retry_after_ms_out)
 {
-    tr_transfer_t t;
-    bv_ledger_transfer_t ct;
-    int rc;
-    bool replayed = false;
-
-    if ((rc = tr_load(s->store, id, &t)) == BV_ENOTFOUND) {
-        bv_log_warn("message for an unknown transfer dropped", "\"transfer\":\"%s\"", id != NULL ? id : "");
-        return BV_QUEUE_ACK;
-    }
-    if (rc != 0)
-        return retry_in(backoff(s, 1), retry_after_ms_out);
-    if (tr_is_final(&t) || (strcmp(t.status, TR_QUEUED) != 0 && strcmp(t.status, TR_PROCESSING) != 0))
-        return BV_QUEUE_ACK; /* done (its notices were published with the final state), or never confirmed */
-
-    /* the time before the lookup: a lookup that starts after every deadline is definitive */
-    int64_t now = s->now_us();
-    step_arg_t st = {.id = t.id, .stage = "event_consumed", .now = now};
-    if ((rc = bv_store_run_tx(s->store, 1, tx_stage, &st)) != 0)
-        return retry_in(backoff(s, 1), retry_after_ms_out);
-    if (!st.changed)
-        return BV_QUEUE_ACK; /* another delivery finished it meanwhile */
-
-    /* reconcile: has the core got it already? */
-    rc = s->lookup(t.id, &ct);
-    if (rc == 0)
-        return finish(s, &t, 1, ct.id, 0, receipt, retry_after_ms_out);
-    if (rc != BV_ENOTFOUND) {
-        if (!bv_core_retryable(rc))
-            bv_log_error("transfer lookup failed", "\"transfer\":\"%s\",\"error\":\"%s\"", t.id,
-                         bv_err_name(rc));
-        return failed_attempt(s, &t, "event_consumed", rc, now, t.last_deadline, retry_after_ms_out);
-    }
-
-    /* not in the core */
-    if (t.attempts > s->max_retries) {
-        if (t.sends == 0 || now > t.last_deadline + TR_CLOCK_SKEW_US)
-            return finish(s, &t, 0, NULL, t.last_error[0] ? code_of_slug(t.last_error) : BV_EUPSTREAM,
-                          receipt, retry_after_ms_out);
-        return retry_in((t.last_deadline + TR_CLOCK_SKEW_US - now) / 1000 + 1, retry_after_ms_out);
-    }
-    st =
-        (step_arg_t){.id = t.id, .now = now, .deadline = now + s->core_timeout_ms * 1000 + TR_SEND_MARGIN_US};
-    if ((rc = bv_store_run_tx(s->store, 1, tx_claim, &st)) != 0)
-        return retry_in(backoff(s, 1), retry_after_ms_out);
-    if (!st.changed) /* an earlier execute may still reach the core: after its deadline */
-        return retry_in((t.last_deadline + TR_CLOCK_SKEW_US - now) / 1000 + 1, retry_after_ms_out);
-    /* the core gets the recorded deadline; if recording took that long, do not send now */
-    if (s->now_us() + TR_SEND_MARGIN_US / 2 > st.deadline)
-        return retry_in((st.deadline + TR_CLOCK_SKEW_US - s->now_us()) / 1000 + 1, retry_after_ms_out);
-
-    char actor[160];
-    snprintf(actor, sizeof(actor), "user:%s", t.user_id);
-    bv_core_transfer_req_t req = {.reference = t.id,
-                                  .debit_account = t.from_account,
-                                  .credit_account = t.to_account,
-                                  .amount = t.amount,
-                                  .currency = t.currency,
-                                  .description = t.description[0] ? t.description : NULL,
-                                  .actor = actor,
-                                  .deadline_us = st.deadline};
-    rc = s->execute(&req, &ct, &replayed);
-    if (rc == 0)
-        return finish(s, &t, 1, ct.id, 0, receipt, retry_after_ms_out);
-    if (bv_core_retryable(rc))
-        return failed_attempt(s, &t, "waiting", rc, s->now_us(), st.deadline, retry_after_ms_out);
-    return finish(s, &t, 0, NULL, rc, receipt, retry_after_ms_out); /* a definitive rejection */
+    bv_queue_result_t result = BV_QUEUE_RETRY;
+    *retry_after_ms_out = -1;
+    tr_process_batch(s, &id, &receipt, 1, &result, retry_after_ms_out);
+    return result;
 }

@@ -518,6 +518,31 @@ static void test_builtin(void **state)
     assert_int_equal(st.n_items, 2);
     bv_ledger_statement_free(&st);
     assert_int_equal(bv_core_statement(f->core, a1.id, 5, 5, &st), BV_EINVALID);
+
+    /* a batch: each transfer its own outcome, in one ledger commit, with its own actor */
+    bv_core_transfer_req_t batch[4] = {
+        {.reference = "b-ok", .debit_account = a1.id, .credit_account = a2.id, .amount = 100, .currency = "USD",
+         .actor = "user:one"},
+        {.reference = "b-big", .debit_account = a1.id, .credit_account = a2.id, .amount = 1000000,
+         .currency = "USD", .actor = "user:two"},
+        {.reference = "big-1", .debit_account = a1.id, .credit_account = a2.id, .amount = 2500, .currency = "USD"},
+        {.reference = "b-zero", .debit_account = a1.id, .credit_account = a2.id, .amount = 0, .currency = "USD"},
+    };
+    bv_ledger_result_t res[4];
+    assert_int_equal(bv_core_transfer_execute_batch(f->core, batch, 3, res), 0);
+    assert_int_equal(res[0].rc, 0);
+    assert_false(res[0].replayed);
+    assert_int_equal(res[1].rc, BV_EINSUFFICIENT_FUNDS);
+    assert_int_equal(res[2].rc, 0);
+    assert_true(res[2].replayed); /* the reference executed before: nothing moved again */
+    assert_int_equal(bv_core_account_get(f->core, a1.id, &got), 0);
+    assert_int_equal(got.balance, 7400);
+    assert_int_equal(bv_core_transfer_lookup(f->core, "b-big", &t2), BV_ENOTFOUND);
+    /* a request no adapter should see is refused on its own, the others still run */
+    batch[0].reference = "b-ok-2";
+    assert_int_equal(bv_core_transfer_execute_batch(f->core, &batch[3], 1, res), 0);
+    assert_int_equal(res[0].rc, BV_EAMOUNT);
+    assert_int_equal(bv_core_transfer_execute_batch(f->core, batch, 0, res), BV_EINVALID);
     fx_close(f);
 }
 

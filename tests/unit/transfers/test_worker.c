@@ -64,6 +64,20 @@ static int fake_execute(const bv_core_transfer_req_t *req, bv_ledger_transfer_t 
     return rc;
 }
 
+/* The core's batch call: the execute script per request, in order, and how it was called. */
+static int batch_calls;
+static size_t batch_sizes[4];
+static int fake_execute_batch(const bv_core_transfer_req_t *reqs, size_t n, bv_ledger_result_t *results)
+{
+    batch_sizes[batch_calls < 4 ? batch_calls : 3] = n;
+    batch_calls++;
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof(results[i]));
+        results[i].rc = fake_execute(&reqs[i], &results[i].transfer, &results[i].replayed);
+    }
+    return 0;
+}
+
 static int fake_profile(const char *user_id, bv_customer_profile_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -474,6 +488,59 @@ static void test_expiry(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Five deliveries in one batch, each to its own end: already in the core, executed,
+ * rejected, timed out (retried after its deadline), never confirmed. One stage job for all,
+ * one core call for the three executes, one final job. */
+static void test_batch(void **state)
+{
+    fx_t *f = *state;
+    tr_transfer_t t[5];
+    insert(f, TR_QUEUED, &t[0]);
+    insert(f, TR_QUEUED, &t[1]);
+    insert(f, TR_QUEUED, &t[2]);
+    insert(f, TR_QUEUED, &t[3]);
+    insert(f, TR_PENDING, &t[4]);
+    f->s.execute_batch = fake_execute_batch;
+    batch_calls = 0;
+    core.lookup_rc[0] = 0, core.lookup_rc[1] = BV_ENOTFOUND, core.n_lookup_script = 2;
+    core.execute_rc[0] = 0, core.execute_rc[1] = BV_EINSUFFICIENT_FUNDS, core.execute_rc[2] = BV_ETIMEOUT;
+    core.n_execute_script = 3;
+    const char *ids[5] = {t[0].id, t[1].id, t[2].id, t[3].id, t[4].id};
+    bv_queue_result_t res[5];
+    int64_t retry[5] = {-1, -1, -1, -1, -1};
+    tr_process_batch(&f->s, ids, NULL, 5, res, retry);
+
+    assert_int_equal(core.lookups, 4); /* the pending one is never looked up */
+    assert_int_equal(batch_calls, 1);
+    assert_int_equal(batch_sizes[0], 3);
+    assert_int_equal(res[0], BV_QUEUE_ACK);
+    assert_string_equal(reload(f, t[0].id).status, TR_SUCCESS);
+    assert_int_equal(reload(f, t[0].id).sends, 0); /* reconciled: never sent */
+    assert_int_equal(res[1], BV_QUEUE_ACK);
+    assert_string_equal(reload(f, t[1].id).status, TR_SUCCESS);
+    assert_int_equal(reload(f, t[1].id).sends, 1);
+    assert_int_equal(res[2], BV_QUEUE_ACK);
+    tr_transfer_t c = reload(f, t[2].id);
+    assert_string_equal(c.status, TR_FAILED);
+    assert_string_equal(c.failure_type, "insufficient-funds");
+    assert_int_equal(res[3], BV_QUEUE_RETRY);
+    tr_transfer_t d = reload(f, t[3].id);
+    assert_string_equal(d.status, TR_PROCESSING);
+    assert_string_equal(d.stage, "waiting");
+    assert_int_equal(d.attempts, 1);
+    assert_int_equal(d.sends, 1);
+    /* not before the deadline of the execute that may still reach the core */
+    assert_true(retry[3] * 1000 >= d.last_deadline - fake_now);
+    assert_int_equal(res[4], BV_QUEUE_ACK);
+    assert_string_equal(reload(f, t[4].id).status, TR_PENDING);
+    /* notices in the final job: both parties of the successes, the sender of the failure */
+    assert_int_equal(notices(f, &t[0], "sender") + notices(f, &t[0], "receiver"), 2);
+    assert_int_equal(notices(f, &t[1], "sender") + notices(f, &t[1], "receiver"), 2);
+    assert_int_equal(notices(f, &t[2], "sender"), 1);
+    assert_int_equal(notices(f, &t[2], "receiver"), 0);
+    assert_int_equal(notices(f, &t[3], "sender"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unconfirmed_and_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notified, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
