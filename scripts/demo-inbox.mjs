@@ -49,13 +49,21 @@ http.createServer((req, res) => {
 
 // The body of a MIME message with its text/plain part decoded (quoted-printable or base64).
 function plainText(msg) {
-    const m = /content-type:\s*text\/plain[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*?\r?\n([\s\S]*?)(?:\r?\n--|$)/i.exec(msg);
-    if (!m) return msg.split(/\r?\n\r?\n/).slice(1).join('\n');
-    const head = msg.slice(0, m.index + m[0].indexOf(m[1]));
-    if (/content-transfer-encoding:\s*base64/i.test(head.slice(head.lastIndexOf('ontent-type')))) {
-        return Buffer.from(m[1].replace(/\s+/g, ''), 'base64').toString('utf8');
+    const parts = msg.split(/\r?\n--[^\r\n]*\r?\n/);
+    for (const part of parts) {
+        const sep = part.search(/\r?\n\r?\n/);
+        if (sep < 0) continue;
+        const head = part.slice(0, sep);
+        if (!/content-type:\s*text\/plain/i.test(head)) continue;
+        const body = part.slice(sep).replace(/^\r?\n\r?\n/, '').replace(/\r?\n--[\s\S]*$/, '');
+        if (/content-transfer-encoding:\s*base64/i.test(head)) return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+        if (/content-transfer-encoding:\s*quoted-printable/i.test(head)) {
+            const bytes = body.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+            return Buffer.from(bytes, 'latin1').toString('utf8');
+        }
+        return body;
     }
-    return m[1].replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    return msg.split(/\r?\n\r?\n/).slice(1).join('\n');
 }
 
 net.createServer((sock) => {
