@@ -194,23 +194,6 @@ static int unhex32(const char *s, unsigned char out[32])
     return s[64] == '\0' ? 0 : -1;
 }
 
-/* A problem with the attempts left as an extension member (RFC 9457 §3.2). */
-static void reply_invalid_code(bv_call_t *c, int attempts_left)
-{
-    bv_reply_problem(c, BV_EOTP_INVALID, "wrong code", "code");
-    json_t *p = json_loadb(c->resp_body.data, c->resp_body.len, 0, NULL);
-    if (p == NULL)
-        return;
-    json_object_set_new(p, "attempts_left", json_integer(attempts_left));
-    char *s = bv_json_dump(p);
-    json_decref(p);
-    if (s != NULL) {
-        bv_reply_raw(c, bv_err_status(BV_EOTP_INVALID), "application/problem+json", s, strlen(s));
-        c->error_code = BV_EOTP_INVALID;
-    }
-    free(s);
-}
-
 static void on_verify(bv_call_t *c)
 {
     verify_body_t b = {0};
@@ -264,7 +247,7 @@ static void on_verify(bv_call_t *c)
         break;
     }
     case BV_EOTP_INVALID:
-        reply_invalid_code(c, r.attempts_left);
+        bv_mfa_reply_invalid_code(c, r.attempts_left);
         break;
     case BV_ENOTFOUND:
         bv_reply_problem(c, rc, "no such challenge", NULL);
@@ -496,4 +479,20 @@ void bv_mfa_module_fini(bv_app_t *app)
     bv_mfa_t *m = bv_mfa_instance();
     mfa_set_instance(NULL);
     bv_mfa_close(m);
+}
+
+void bv_mfa_reply_invalid_code(bv_call_t *c, int attempts_left)
+{
+    bv_reply_problem(c, BV_EOTP_INVALID, "wrong code", "code");
+    json_t *p = json_loadb(c->resp_body.data, c->resp_body.len, 0, NULL);
+    if (p == NULL)
+        return;
+    json_object_set_new(p, "attempts_left", json_integer(attempts_left));
+    char *s = bv_json_dump(p);
+    json_decref(p);
+    if (s != NULL) {
+        bv_reply_raw(c, bv_err_status(BV_EOTP_INVALID), "application/problem+json", s, strlen(s));
+        c->error_code = BV_EOTP_INVALID;
+    }
+    free(s);
 }

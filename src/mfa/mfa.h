@@ -262,6 +262,10 @@ int bv_mfa_login_begin(const char *user_id, const char *locale, const char *sour
 int bv_mfa_login_verify(const char *user_id, const char *challenge_id, const char *code,
                         const char *source_ip, const char *request_id, bv_mfa_login_step_t *out);
 
+/* Replies 422 otp-invalid (field "code") with `attempts_left` as an extension member
+ * (RFC 9457 §3.2): for any route that verifies a one-time code. */
+void bv_mfa_reply_invalid_code(bv_call_t *c, int attempts_left);
+
 /* ---- application hooks (src/app/app.c) ---- */
 int bv_mfa_module_init(bv_app_t *app);
 int bv_mfa_module_routes(bv_app_t *app);

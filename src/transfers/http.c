@@ -501,23 +501,6 @@ static int tx_confirm(bv_tx_t *tx, void *arg)
     return tr_load_tx(tx, a->t->id, a->out);
 }
 
-/* A problem with the attempts left as an extension member (RFC 9457 §3.2). */
-static void reply_invalid_code(bv_call_t *c, int attempts_left)
-{
-    bv_reply_problem(c, BV_EOTP_INVALID, "wrong code", "code");
-    json_t *p = json_loadb(c->resp_body.data, c->resp_body.len, 0, NULL);
-    if (p == NULL)
-        return;
-    json_object_set_new(p, "attempts_left", json_integer(attempts_left));
-    char *s = bv_json_dump(p);
-    json_decref(p);
-    if (s != NULL) {
-        bv_reply_raw(c, bv_err_status(BV_EOTP_INVALID), "application/problem+json", s, strlen(s));
-        c->error_code = BV_EOTP_INVALID;
-    }
-    free(s);
-}
-
 static void audit_failed_confirmation(bv_call_t *c, tr_service_t *s, const tr_transfer_t *t, int rc)
 {
     json_t *d = json_pack("{s:s}", "reason", bv_err_slug(rc));
@@ -588,7 +571,7 @@ static void on_confirm(bv_call_t *c)
     }
     switch (rc) {
     case BV_EOTP_INVALID:
-        reply_invalid_code(c, r.attempts_left);
+        bv_mfa_reply_invalid_code(c, r.attempts_left);
         break;
     case BV_EOTP_EXPIRED:
         bv_reply_problem(c, rc, "the code expired: ask for a new one (POST .../challenge)", "code");
