@@ -9,7 +9,8 @@
  * A tool for the bench scripts (bench/summary.sh), not a benchmark of its own: bench/run
  * does not run it.
  *
- * TOKEN_FILE: bearer tokens, one per line, used round-robin (none: no Authorization).
+ * PATH "@FILE": paths, one per line, used round-robin. TOKEN_FILE: bearer tokens, one per
+ * line, used round-robin (none: no Authorization).
  * Prints one line: rate achieved, p50/p90/p99/p99.9/max in ms, errors (non-2xx, resets). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -83,6 +84,26 @@ static int response_complete(conn_t *c)
     return status;
 }
 
+/* The non-empty lines of a file, as malloc'd strings. 0 or -1 (reported). */
+static int read_lines(const char *file, char ***out, size_t *n)
+{
+    FILE *f = fopen(file, "r");
+    char line[4096];
+    if (f == NULL) {
+        perror(file);
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] == '\0')
+            continue;
+        *out = realloc(*out, (*n + 1) * sizeof(**out));
+        (*out)[(*n)++] = strdup(line);
+    }
+    fclose(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 7) {
@@ -96,24 +117,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_loadgen: bad arguments\n");
         return 2;
     }
-    /* tokens */
-    char **tokens = NULL;
-    size_t ntok = 0;
-    if (argc > 7) {
-        FILE *f = fopen(argv[7], "r");
-        char line[4096];
-        if (f == NULL) {
-            perror(argv[7]);
+    char **tokens = NULL, **paths = NULL, *one_path[1] = {(char *)path};
+    size_t ntok = 0, npath = 1;
+    if (argc > 7 && read_lines(argv[7], &tokens, &ntok) != 0)
+        return 2;
+    if (path[0] == '@') {
+        npath = 0;
+        if (read_lines(path + 1, &paths, &npath) != 0 || npath == 0)
             return 2;
-        }
-        while (fgets(line, sizeof(line), f) != NULL) {
-            line[strcspn(line, "\r\n")] = '\0';
-            if (line[0] == '\0')
-                continue;
-            tokens = realloc(tokens, (ntok + 1) * sizeof(*tokens));
-            tokens[ntok++] = strdup(line);
-        }
-        fclose(f);
+    } else {
+        paths = one_path;
     }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
@@ -151,10 +164,11 @@ int main(int argc, char **argv)
             int n;
             if (ntok > 0)
                 n = snprintf(req, sizeof(req),
-                             "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n\r\n", path, host,
-                             port, tokens[sent % ntok]);
+                             "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n\r\n",
+                             paths[sent % npath], host, port, tokens[sent % ntok]);
             else
-                n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, host, port);
+                n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", paths[sent % npath], host,
+                             port);
             conn_t *c = &conns[k];
             c->busy = 1;
             c->got = 0;

@@ -3,7 +3,8 @@
 #   (a) POST /v1/ledger/transfers, keep-alive, 64 connections (wrk + bench/ledger_post.lua:
 #       unique references, random pairs among 1,000 funded accounts): transfers/s and p99;
 #   (b) at the same time GET /v1/accounts/{id}/movements?limit=4 at a fixed 2,000 req/s
-#       (bench/rate_get.mjs, open loop): achieved rate and p99 while the transfers run.
+#       (build-bench/bench_loadgen, or bench/rate_get.mjs without it; open loop): achieved
+#       rate and p99 while the transfers run.
 #
 #   bench/ledger.sh [BUILD_DIR]     (default build-bench)
 # Environment: BENCH_DURATION (default 10s).
@@ -75,7 +76,14 @@ mapfile -t paths < <(grep -o '"[0-9a-f-]*"' "$tmp/accounts.lua" | tr -d '"' | he
 wrk -t2 -c64 -d"$duration" --latency -s "$tmp/post.lua" "$api" >"$tmp/post.wrk" &
 wpid=$!
 sleep 1
-node bench/rate_get.mjs "$api" "$token" 2000 "$(( ${duration%s} - 2 ))" "${paths[@]}" >"$tmp/mov.txt"
+if [[ -x $b/bench_loadgen ]]; then # the C open-loop generator leaves the cores to the server
+    printf '%s\n' "${paths[@]}" >"$tmp/paths"
+    printf '%s\n' "$token" >"$tmp/token"
+    "$b/bench_loadgen" 127.0.0.1 "${api##*:}" "@$tmp/paths" 2000 "$(( ${duration%s} - 2 ))" 16 "$tmp/token" \
+        >"$tmp/mov.txt" || true
+else
+    node bench/rate_get.mjs "$api" "$token" 2000 "$(( ${duration%s} - 2 ))" "${paths[@]}" >"$tmp/mov.txt"
+fi
 wait $wpid
 summary() { # FILE -> "req/s p99 non2xx"
     awk '/^Requests\/sec:/ {r=$2} $1=="99%" {p=$2} /Non-2xx/ {e=$NF} END {printf "%s req/s, p99 %s%s\n", r, p, e ? ", non-2xx " e : ""}' "$1"
