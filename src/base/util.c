@@ -1,6 +1,7 @@
 #include "base/util.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,35 @@ static void id_random(unsigned char *out, size_t len)
     avail -= len;
 }
 
+void bv_uuid7_derive(const char *from, const char *label, char out[BV_UUID_STR_LEN + 1])
+{
+    static const char hexd[] = "0123456789abcdef";
+    unsigned char h[32], u[16];
+    unsigned int len = sizeof(h);
+    EVP_Digest(label, strlen(label), h, &len, EVP_sha256(), NULL);
+    memcpy(u, h, 16);
+    for (int i = 0, k = 0; i < 6 && from[k] != '\0'; i++) { /* the 48-bit timestamp of `from` */
+        unsigned v = 0;
+        for (int j = 0; j < 2 && from[k] != '\0'; k++) {
+            char c = from[k];
+            if (c == '-')
+                continue;
+            v = v * 16 + (unsigned)(c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
+            j++;
+        }
+        u[i] = (unsigned char)v;
+    }
+    u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7 */
+    u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* RFC 9562 variant */
+    for (int i = 0, o = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hexd[u[i] >> 4];
+        out[o++] = hexd[u[i] & 15];
+    }
+    out[BV_UUID_STR_LEN] = '\0';
+}
+
 void bv_uuid7(char out[BV_UUID_STR_LEN + 1])
 {
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -79,9 +109,9 @@ void bv_uuid7(char out[BV_UUID_STR_LEN + 1])
     b[6] = (unsigned char)(0x70 | ((c >> 8) & 0x0f));
     b[7] = (unsigned char)(c & 0xff);
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-    snprintf(out, BV_UUID_STR_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-             b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    snprintf(out, BV_UUID_STR_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
 }
 
 int bv_uuid_valid(const char *s)
@@ -242,7 +272,10 @@ int bv_buf_append(bv_buf_t *b, const void *p, size_t len)
     return 0;
 }
 
-int bv_buf_puts(bv_buf_t *b, const char *s) { return bv_buf_append(b, s, strlen(s)); }
+int bv_buf_puts(bv_buf_t *b, const char *s)
+{
+    return bv_buf_append(b, s, strlen(s));
+}
 
 int bv_buf_printf(bv_buf_t *b, const char *fmt, ...)
 {

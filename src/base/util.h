@@ -19,6 +19,10 @@ void bv_random(void *buf, size_t len);
  * (a 12-bit counter in rand_a orders ids created in the same millisecond). The random bits
  * are unpredictable but ids are identifiers, not secrets: never use one as a token. */
 void bv_uuid7(char out[BV_UUID_STR_LEN + 1]);
+/* A UUIDv7 derived from another and a label, the same every time (ids that make a replayed
+ * step idempotent, e.g. the notification of an event): the timestamp of `from` (so it sorts
+ * with it; `from` must be a UUIDv7 string), the other bits from SHA-256(label). */
+void bv_uuid7_derive(const char *from, const char *label, char out[BV_UUID_STR_LEN + 1]);
 /* 1 if s is a canonical lower- or upper-case UUID string of any version, else 0. */
 int bv_uuid_valid(const char *s);
 

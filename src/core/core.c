@@ -161,7 +161,8 @@ int bv_core_transfer_execute_batch(bv_core_t *c, const bv_core_transfer_req_t *r
             if (reqs[i].deadline_us != 0 && bv_now_us() >= reqs[i].deadline_us)
                 results[i].rc = BV_ETIMEOUT; /* its deadline passed while earlier ones ran: not sent */
             else
-                results[i].rc = bv_core_transfer_execute(c, &reqs[i], &results[i].transfer, &results[i].replayed);
+                results[i].rc =
+                    bv_core_transfer_execute(c, &reqs[i], &results[i].transfer, &results[i].replayed);
         }
         return 0;
     }

@@ -38,6 +38,10 @@ size_t customer_cache_size(customer_cache_t *c);
 
 /* ---- the module's state (module.c) ---- */
 bv_store_t *customer_store(void);
+/* Movement notices (notices.c): subscribes the `movement-notices` queue to the ledger's
+ * events and registers its consumer, in the process that runs the ledger and serves HTTP. */
+int customer_notices_start(bv_app_t *app);
+void customer_notices_stop(void);
 const char *customer_default_locale(void);
 
 /* Channels the user can be reached on (BV_NOTIFY_* bits) given their contacts. */

@@ -166,7 +166,7 @@ int bv_customer_module_init(bv_app_t *app)
         g.store = NULL;
         return rc;
     }
-    return 0;
+    return customer_notices_start(app);
 }
 
 int bv_customer_module_routes(bv_app_t *app)
@@ -182,6 +182,7 @@ int bv_customer_module_routes(bv_app_t *app)
 void bv_customer_module_fini(bv_app_t *app)
 {
     (void)app;
+    customer_notices_stop();
     customer_cache_destroy(g.cache); /* wipes the cache key */
     g.cache = NULL;
     g.store = NULL;

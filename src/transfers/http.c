@@ -532,8 +532,7 @@ static void on_confirm(bv_call_t *c)
     bv_mfa_verify_result_t r;
     int rc;
     memset(&r, 0, sizeof(r));
-    if ((s = service_or_reply(c)) == NULL ||
-        bv_call_decode_json_or_reply(c, confirm_spec, &b, &root) != 0)
+    if ((s = service_or_reply(c)) == NULL || bv_call_decode_json_or_reply(c, confirm_spec, &b, &root) != 0)
         return;
     if (own_transfer_or_reply(c, s, &t) != 0)
         goto out;
@@ -746,8 +745,7 @@ static void on_list(bv_call_t *c)
     bv_buf_t b = {0};
     int64_t limit = 0;
     int rc;
-    if ((s = service_or_reply(c)) == NULL ||
-        bv_call_query_int_or_reply(c, "limit", 20, 1, 100, &limit) != 0)
+    if ((s = service_or_reply(c)) == NULL || bv_call_query_int_or_reply(c, "limit", 20, 1, 100, &limit) != 0)
         return;
     const char *status = bv_call_query(c, "status"), *cursor = bv_call_query(c, "cursor");
     if (status != NULL) {

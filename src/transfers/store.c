@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "mfa/mfa.h"
 #include "transfers/internal.h"
+#include "transfers/transfers.h"
 
 #define TR_COLUMNS                                                                                         \
     "id, user_id, idem_key, request_hash, from_account, from_number, to_account, to_number, to_customer, " \
@@ -411,4 +412,17 @@ int tr_promote_notified(tr_service_t *s, int *n_out)
         *n_out = a.n;
     free(a.ids);
     return rc;
+}
+
+int bv_transfers_is_customer_transfer(bv_tx_t *tx, const char *reference)
+{
+    if (reference == NULL || !bv_uuid_valid(reference))
+        return 0;
+    bv_stmt_t *s = bv_tx_prepare(tx, "SELECT 1 FROM customer_transfers WHERE id = ?");
+    if (s == NULL)
+        return BV_EIO;
+    bv_stmt_bind_text(s, 1, reference, -1);
+    int rc = bv_stmt_step(s);
+    bv_stmt_reset(s);
+    return rc == BV_ROW ? 1 : rc < 0 ? rc : 0;
 }

@@ -16,6 +16,13 @@
 
 #include "app/app.h"
 
+#include "store/store.h"
+
+/* 1 when `reference` (a core transfer's reference) is a customer transfer of this bank,
+ * whose notices the transfer worker sends itself; 0 when not; or a store error. Inside the
+ * caller's job (a read or write transaction). */
+int bv_transfers_is_customer_transfer(bv_tx_t *tx, const char *reference);
+
 /* ---- application hooks (src/app/app.c) ---- */
 /* init validates the settings, registers the consumer (not in a process without HTTP when
  * the core adapter is builtin) and, in `boveda serve`, starts the expiry sweeper; routes

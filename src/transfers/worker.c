@@ -4,7 +4,6 @@
  * core whether the reference exists (reconciliation: at least once). A transfer fails only
  * when the core surely never executed it: no execute sent, or a lookup that started after
  * the deadline of the last execute sent (the core refuses to execute past it). */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,35 +14,9 @@
 
 void tr_notification_id(const char *transfer_id, const char *party, char out[BV_UUID_STR_LEN + 1])
 {
-    static const char hexd[] = "0123456789abcdef";
-    unsigned char h[32], u[16];
-    unsigned int len = sizeof(h);
-    char msg[160];
-    int n = snprintf(msg, sizeof(msg), "boveda-transfer-notification/v1:%s:%s", transfer_id, party);
-    EVP_Digest(msg, (size_t)n, h, &len, EVP_sha256(), NULL);
-    memcpy(u, h, 16);
-    /* the transfer's own 48-bit timestamp (a UUIDv7's first 12 hex digits), so the
-     * notification sorts with the transfer */
-    for (int i = 0, k = 0; i < 6 && transfer_id[k] != '\0'; i++) {
-        unsigned v = 0;
-        for (int j = 0; j < 2; k++) {
-            char c = transfer_id[k];
-            if (c == '-')
-                continue;
-            v = v * 16 + (unsigned)(c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0');
-            j++;
-        }
-        u[i] = (unsigned char)v;
-    }
-    u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7 */
-    u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* RFC 9562 variant */
-    for (int i = 0, o = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hexd[u[i] >> 4];
-        out[o++] = hexd[u[i] & 15];
-    }
-    out[BV_UUID_STR_LEN] = '\0';
+    char label[160];
+    snprintf(label, sizeof(label), "boveda-transfer-notification/v1:%s:%s", transfer_id, party);
+    bv_uuid7_derive(transfer_id, label, out);
 }
 
 /* ---- small write jobs ---- */
@@ -167,9 +140,9 @@ static int notify_party(bv_tx_t *tx, const final_arg_t *a, const bv_customer_pro
     const char *name = p->display_name[0] ? p->display_name : p->username;
     if (a->success) {
         n.template_name = receiver ? "transfer_received" : "transfer_sent";
-        vars = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", name, "amount", amount,
-                         "currency", t->currency, "account", receiver ? t->to_number : t->from_number,
-                         "to_account", t->to_number, "date", date);
+        vars = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", name, "amount", amount, "currency",
+                         t->currency, "account", receiver ? t->to_number : t->from_number, "to_account",
+                         t->to_number, "date", date);
     } else {
         n.template_name = "transfer_failed";
         vars = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", name, "amount", amount, "currency",
@@ -386,8 +359,8 @@ static void finish_many(tr_service_t *s, item_t *items, int n, bv_queue_result_t
         if (!it->in_final)
             continue;
         if (rc != 0) {
-            bv_log_error("cannot record the final state of a transfer", "\"transfer\":\"%s\",\"error\":\"%s\"",
-                         it->t.id, bv_err_name(rc));
+            bv_log_error("cannot record the final state of a transfer",
+                         "\"transfer\":\"%s\",\"error\":\"%s\"", it->t.id, bv_err_name(rc));
             results[i] = retry_in(backoff(s, it->t.attempts + 1), &retry[i]);
             continue;
         }
@@ -541,8 +514,8 @@ void tr_process_batch(tr_service_t *s, const char *const *ids, const char *const
             it->outcome = 1;
             snprintf(it->core_id, sizeof(it->core_id), "%s", res[k].transfer.id);
         } else if (bv_core_retryable(res[k].rc)) {
-            results[idx[k]] = failed_attempt(s, &it->t, "waiting", res[k].rc, s->now_us(), it->deadline,
-                                             &retry[idx[k]]);
+            results[idx[k]] =
+                failed_attempt(s, &it->t, "waiting", res[k].rc, s->now_us(), it->deadline, &retry[idx[k]]);
         } else { /* a definitive rejection */
             it->outcome = 2;
             it->code = res[k].rc;

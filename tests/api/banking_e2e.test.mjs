@@ -2,7 +2,8 @@
 // openid-client through the hosted login (password, then the SMS code read from the SMS
 // provider fake), reads the summary, orders a transfer to another customer, confirms it with
 // the code sent by SMS, sees it succeed, and both customers are told by e-mail (SMTP sink)
-// and SMS (fake); the movement is on both accounts and in the summary.
+// and SMS (fake); the movement is on both accounts and in the summary. A back-office
+// deposit is notified as a movement too, a customer transfer only by its own notices.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
@@ -91,6 +92,10 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         token = tokens.access_token;
         const me = (method, path, opts = {}) => srv.request(method, path, { token, ...opts });
 
+        // the back-office deposit was a movement too: Ana was told (account number masked)
+        await sms.waitFor((all) => all.some((q) => q.to === ANA_PHONE && /movimiento de 500\.00 EUR en tu cuenta \*{4}\d{4}/.test(q.body)));
+        assert.ok(!sms.requests.some((q) => q.body.includes(anaAcct.number)), 'the account number is masked');
+
         // 2. the summary: who I am, my balance and my last movements
         let s = await me('GET', '/v1/me/summary');
         assert.equal(s.status, 200, s.text);
@@ -139,6 +144,16 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         }
         await eventually(async () => (await me('GET', `/v1/me/transfers/${c.json.id}`)).json.notification_status === 'notified',
             20000, 'the transfer says notified');
+        // a customer transfer is told once, by its own notices, not again as a ledger movement:
+        // once the ledger's events have been handled (its queue empty), no movement notice
+        await eventually(async () => {
+            const m = (await admin('GET', '/metrics')).text;
+            const v = (name) => Number(new RegExp(`^${name}\\{queue="movement-notices"\\} (\\d+)`, 'm').exec(m)?.[1] ?? -1);
+            return v('boveda_queue_depth') === 0 && v('boveda_queue_in_flight') === 0;
+        }, 20000, 'the ledger events handled');
+        await sms.waitFor((all) => all.filter((q) => q.to === BOB_PHONE).length >= 1);
+        assert.ok(!sms.requests.some((q) => /movimiento de -?120\.25/.test(q.body)), 'no second notice');
+        assert.ok(!sink.messages.some((m) => /movimiento de -?120\.25/i.test(m.text ?? '')), 'no second e-mail');
 
         // 6. the movement on both accounts, and in the summary
         const mine = await me('GET', `/v1/me/accounts/${anaAcct.id}/movements`);
