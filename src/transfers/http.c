@@ -357,7 +357,10 @@ static void on_create(bv_call_t *c)
         reply_error(c, BV_EUNAVAILABLE, NULL, NULL);
         goto out;
     }
-    if ((rc = bv_core_account_by_number(core, b.to_account_number, &dst)) != 0) {
+    rc = bv_core_account_by_number(core, b.to_account_number, &dst);
+    if (rc == 0 && strcmp(dst.type, "internal") == 0)
+        rc = BV_ENOTFOUND; /* the bank's own books are no customer's destination, nor shown to exist */
+    if (rc != 0) {
         if (rc == BV_ENOTFOUND)
             bv_reply_problem(c, BV_EUNKNOWN_ACCOUNT, "no account has this number", "to_account_number");
         else

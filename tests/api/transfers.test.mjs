@@ -252,6 +252,8 @@ describe('customer transfers', () => {
         assertProblem(await create(ana, { ...base, from_account: 'nope' }), 404, 'not-found', 'from_account');
         assertProblem(await create(ana, { ...base, to_account_number: '1234567890123456' }), 422, 'unknown-account', 'to_account_number');
         assertProblem(await create(ana, { ...base, to_account_number: unusedNumber() }), 422, 'unknown-account', 'to_account_number');
+        // the bank's internal accounts are not destinations (and do not show that they exist)
+        assertProblem(await create(ana, { ...base, to_account_number: bank.number }), 422, 'unknown-account', 'to_account_number');
         assertProblem(await create(ana, { ...base, to_account_number: ana1.number }), 422, 'same-account', 'to_account_number');
         assertProblem(await create(ana, { ...base, to_account_number: anaUsd.number }), 422, 'currency-mismatch', 'currency');
         assertProblem(await create(ana, { ...base, from_account: anaUsd.id, currency: 'USD' }), 422, 'currency-mismatch', 'currency');
