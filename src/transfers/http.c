@@ -185,9 +185,30 @@ static int challenge_tx(bv_tx_t *tx, const challenge_plan_t *plan, tr_transfer_t
     return 0;
 }
 
-/* Replies for an error of a job that created a challenge. */
-static void reply_challenge_error(bv_call_t *c, int rc)
+typedef struct {
+    const char *user_id, *transfer_id, *ip, *rid;
+} refusal_arg_t;
+
+static int tx_audit_rate_refusal(bv_tx_t *tx, void *arg)
 {
+    refusal_arg_t *a = arg;
+    return tr_audit(
+        tx, a->user_id, a->transfer_id != NULL ? "transfers.transfer.challenge" : "transfers.transfer.create",
+        a->transfer_id, "denied", a->ip, a->rid, json_pack("{s:s}", "reason", "otp_rate_limited"));
+}
+
+/* Replies for an error of a job that created a challenge. A refusal by the one-time-code
+ * rate limit rolled back with the job (mfa's own audit of it too): it is audited here. */
+static void reply_challenge_error(bv_call_t *c, int rc, const tr_transfer_t *t, const char *transfer_id)
+{
+    if (rc == BV_EOTP_RATE) {
+        refusal_arg_t a = {
+            .user_id = t->user_id, .transfer_id = transfer_id, .ip = c->client_ip, .rid = c->request_id};
+        int arc = bv_store_run_tx(tr_service()->store, 1, tx_audit_rate_refusal, &a);
+        if (arc != 0)
+            bv_log(BV_LOG_ERROR, c->request_id, "cannot audit a refused transfer order", "\"error\":\"%s\"",
+                   bv_err_name(arc));
+    }
     reply_error(c, rc, rc == BV_EOTP_RATE ? "too many one-time codes in the last 15 minutes" : NULL, NULL);
 }
 
@@ -439,7 +460,7 @@ static void on_create(bv_call_t *c)
                       .existing = &existing,
                       .plan = &plan};
     if ((rc = bv_store_run_tx(s->store, 1, tx_create, &a)) != 0) {
-        reply_challenge_error(c, rc);
+        reply_challenge_error(c, rc, &t, NULL);
         goto out;
     }
     if (a.outcome == BV_ELIMIT) {
@@ -670,7 +691,7 @@ static void on_challenge(bv_call_t *c)
         if (rc == BV_ECONFLICT)
             bv_reply_problem(c, rc, "the transfer is not waiting for confirmation", NULL);
         else
-            reply_challenge_error(c, rc);
+            reply_challenge_error(c, rc, &t, t.id);
         goto out;
     }
     reply_transfer(c, 201, &after, false);

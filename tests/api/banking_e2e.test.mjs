@@ -13,6 +13,7 @@ import { finishLogin, insecure, startLogin } from './lib/login.mjs';
 import { startServer } from './lib/server.mjs';
 import { eventually, notifyEnv, startSmsFake } from './lib/smsfake.mjs';
 import { startSmtpSink } from './lib/smtpsink.mjs';
+import { sqlite } from './lib/tools.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const ANA_PHONE = '+34600333444';
@@ -192,5 +193,8 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         assert.equal(sms.requests.filter((q) => q.to === ANA_PHONE && /c[oó]digo es/.test(q.body)).length, codesBefore);
         // the same key later is a new order, not a replay of a refusal
         assert.equal((await order(8)).status, 429);
+        // each refusal is audited (the order's job rolled back, mfa's record with it)
+        assert.equal(sqlite(srv, "SELECT count(*) FROM audit_log WHERE action = 'transfers.transfer.create' " +
+            "AND outcome = 'denied' AND details LIKE '%otp_rate_limited%'"), '2');
     });
 });
