@@ -34,13 +34,12 @@ describe('internet banking end to end: login with OTP, summary, transfer, notice
         assert.equal(r.code, 0, r.stderr);
         return JSON.parse(r.stdout.trim().split('\n').pop());
     };
-    // The code of the first SMS to `phone` after `seen` messages.
+    // The code of the first SMS with a code to `phone` after its first `seen` messages (other
+    // notices, such as movement notices, may arrive in between).
+    const CODE_RE = /(?:c[oó]digo es|code is) (\d{6})/;
     const smsCode = async (phone, seen) => {
-        const reqs = await sms.waitFor((all) => all.filter((q) => q.to === phone).length > seen);
-        const msg = reqs.filter((q) => q.to === phone)[seen];
-        const code = /(?:c[oó]digo es|code is) (\d{6})/.exec(msg.body)?.[1];
-        assert.ok(code, `a code in ${msg.body}`);
-        return code;
+        const reqs = await sms.waitFor((all) => all.filter((q) => q.to === phone).slice(seen).some((q) => CODE_RE.test(q.body)));
+        return CODE_RE.exec(reqs.filter((q) => q.to === phone).slice(seen).find((q) => CODE_RE.test(q.body)).body)[1];
     };
     const smsTo = (phone) => sms.requests.filter((q) => q.to === phone).length;
 
