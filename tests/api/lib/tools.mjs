@@ -15,9 +15,11 @@ export function adminJson(srv, args, input) {
     return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
-/** The output of one SQL statement on the server's database (sqlite3 CLI), trimmed. */
+/** The output of one SQL statement on the server's database (sqlite3 CLI), trimmed. It waits
+ * up to 10 s for the server's writer (a busy timeout), as any second connection must. */
 export function sqlite(srv, sql) {
-    const r = spawnSync('sqlite3', [path.join(srv.dataDir, 'boveda.db'), sql], { encoding: 'utf8' });
+    const r = spawnSync('sqlite3', ['-cmd', '.timeout 10000', path.join(srv.dataDir, 'boveda.db'), sql],
+        { encoding: 'utf8' });
     assert.equal(r.status, 0, `sqlite3 failed: ${r.stderr}`);
     return r.stdout.trim();
 }
