@@ -54,9 +54,21 @@ static void id_random(unsigned char *out, size_t len)
     avail -= len;
 }
 
-void bv_uuid7_derive(const char *from, const char *label, char out[BV_UUID_STR_LEN + 1])
+/* 8-4-4-4-12 lowercase hex of 16 bytes */
+static void uuid_format(const unsigned char u[16], char out[BV_UUID_STR_LEN + 1])
 {
     static const char hexd[] = "0123456789abcdef";
+    for (int i = 0, o = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hexd[u[i] >> 4];
+        out[o++] = hexd[u[i] & 15];
+    }
+    out[BV_UUID_STR_LEN] = '\0';
+}
+
+void bv_uuid7_derive(const char *from, const char *label, char out[BV_UUID_STR_LEN + 1])
+{
     unsigned char h[32], u[16];
     unsigned int len = sizeof(h);
     EVP_Digest(label, strlen(label), h, &len, EVP_sha256(), NULL);
@@ -74,13 +86,7 @@ void bv_uuid7_derive(const char *from, const char *label, char out[BV_UUID_STR_L
     }
     u[6] = (unsigned char)(0x70 | (u[6] & 0x0f)); /* version 7 */
     u[8] = (unsigned char)(0x80 | (u[8] & 0x3f)); /* RFC 9562 variant */
-    for (int i = 0, o = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hexd[u[i] >> 4];
-        out[o++] = hexd[u[i] & 15];
-    }
-    out[BV_UUID_STR_LEN] = '\0';
+    uuid_format(u, out);
 }
 
 void bv_uuid7(char out[BV_UUID_STR_LEN + 1])
@@ -109,9 +115,7 @@ void bv_uuid7(char out[BV_UUID_STR_LEN + 1])
     b[6] = (unsigned char)(0x70 | ((c >> 8) & 0x0f));
     b[7] = (unsigned char)(c & 0xff);
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-    snprintf(out, BV_UUID_STR_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    uuid_format(b, out);
 }
 
 int bv_uuid_valid(const char *s)

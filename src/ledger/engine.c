@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,8 @@ typedef struct op {
     bv_ledger_account_t *acct_out;
     bv_ledger_transfer_t *xfer_out;
     sem_t done;
+    _Atomic int release_refs; /* head op of a job: the engine and the store's syncer */
+    struct bv_ledger *lg;      /* head op of a pipelined job */
     struct op *next;
 } op_t;
 
@@ -97,6 +100,8 @@ struct bv_ledger {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     op_t *head, *tail;
+    size_t queued;   /* transfers (weight) waiting in the queue */
+    int in_flight;   /* pipelined jobs committed and not yet durable */
     bool stopping;
     bool started;
     pthread_t thread;
@@ -1077,10 +1082,49 @@ static int run_job(bv_tx_t *tx, void *arg)
     return 0;
 }
 
-static void run_ops(bv_ledger_t *lg, op_t *ops)
+/* Posts every op of a job once both the engine is done with them and the job is durable
+ * (whichever comes last). The ops live on their callers' stacks until posted. */
+static void release_ops(void *arg)
+{
+    op_t *ops = arg;
+    if (atomic_fetch_sub(&ops->release_refs, 1) != 1)
+        return;
+    for (op_t *op = ops; op != NULL;) {
+        op_t *nx = op->next;
+        sem_post(&op->done);
+        op = nx;
+    }
+}
+
+/* The store's durable callback of a pipelined job (on its syncer thread). */
+static void job_durable(void *arg)
+{
+    op_t *ops = arg;
+    bv_ledger_t *lg = ops->lg;
+    pthread_mutex_lock(&lg->mu);
+    lg->in_flight--;
+    pthread_cond_signal(&lg->cond);
+    pthread_mutex_unlock(&lg->mu);
+    release_ops(ops);
+}
+
+/* Runs ops as one store job. With pipelined, returns once the job has committed (the
+ * engine can run the next one while this one is fsynced) and the ops are released when it
+ * is durable; otherwise returns once durable and the caller releases them. */
+static void run_ops(bv_ledger_t *lg, op_t *ops, bool pipelined)
 {
     job_t job = {.lg = lg, .ops = ops};
-    int rc = bv_store_write(lg->st, run_job, &job);
+    int rc;
+    if (pipelined) {
+        atomic_store(&ops->release_refs, 2);
+        ops->lg = lg;
+        pthread_mutex_lock(&lg->mu);
+        lg->in_flight++;
+        pthread_mutex_unlock(&lg->mu);
+        rc = bv_store_write_pipelined(lg->st, run_job, &job, job_durable, ops);
+    } else {
+        rc = bv_store_write(lg->st, run_job, &job);
+    }
     if (rc == 0)
         return;
     if (job.returned_ok) {
@@ -1102,6 +1146,7 @@ static void run_ops(bv_ledger_t *lg, op_t *ops)
 static void *engine_main(void *arg)
 {
     bv_ledger_t *lg = arg;
+    pthread_setname_np(pthread_self(), "bv-ledger");
     int interval = lg->opt.sweep_interval_ms > 0 ? lg->opt.sweep_interval_ms : 1000;
     int64_t next_sweep = bv_mono_us() + (int64_t)interval * 1000;
     pthread_mutex_lock(&lg->mu);
@@ -1129,10 +1174,17 @@ static void *engine_main(void *arg)
             next_sweep = bv_mono_us() + (int64_t)interval * 1000;
             pthread_mutex_unlock(&lg->mu);
             op_t sweep = {.kind = OP_EXPIRE, .ctx = &system_ctx};
-            run_ops(lg, &sweep);
+            run_ops(lg, &sweep, false);
             if (sweep.rc == 0 && sweep.n_expired > 0)
                 bv_log_info("ledger holds expired", "\"count\":%d", sweep.n_expired);
             pthread_mutex_lock(&lg->mu);
+            continue;
+        }
+        /* While a job is being fsynced, start the next one at once only if it is big
+           enough; otherwise let more gather until that fsync ends. A job costs mostly the
+           pages it writes, so a bigger job costs less per transfer. */
+        if (lg->in_flight > 0 && lg->queued < (size_t)lg->opt.gather && !lg->stopping) {
+            pthread_cond_wait(&lg->cond, &lg->mu);
             continue;
         }
         /* take what is queued, up to the per-job bound (always at least one op) */
@@ -1148,14 +1200,11 @@ static void *engine_main(void *arg)
         lg->head = last->next;
         if (lg->head == NULL)
             lg->tail = NULL;
+        lg->queued -= weight;
         last->next = NULL;
         pthread_mutex_unlock(&lg->mu);
-        run_ops(lg, ops);
-        for (op_t *op = ops; op != NULL;) {
-            op_t *nx = op->next; /* the op lives on its caller's stack */
-            sem_post(&op->done);
-            op = nx;
-        }
+        run_ops(lg, ops, true);
+        release_ops(ops); /* the engine is done with them; the syncer posts if durable */
         pthread_mutex_lock(&lg->mu);
     }
     pthread_mutex_unlock(&lg->mu);
@@ -1178,6 +1227,7 @@ static int submit(bv_ledger_t *lg, op_t *op)
     else
         lg->head = op;
     lg->tail = op;
+    lg->queued += op->kind == OP_BATCH ? op->n : 1;
     pthread_cond_signal(&lg->cond);
     pthread_mutex_unlock(&lg->mu);
     while (sem_wait(&op->done) != 0 && errno == EINTR)
@@ -1201,6 +1251,7 @@ int bv_ledger_open(bv_store_t *st, const bv_ledger_options_t *opt, bv_ledger_t *
     lg->st = st;
     if (opt != NULL)
         lg->opt = *opt;
+    if (getenv("X_GATHER")) lg->opt.gather = atoi(getenv("X_GATHER"));
     if (lg->opt.max_transfers_per_job <= 0)
         lg->opt.max_transfers_per_job = 16384;
     if (lg->opt.max_transfers_per_job < BV_LEDGER_BATCH_MAX)

@@ -15,8 +15,9 @@ typedef struct queue_waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     uint64_t gen;
-    int64_t pending; /* messages made visible since receivers last claimed (a hint) */
-    int waiting;     /* receivers sleeping on cv */
+    int64_t pending;  /* messages made visible and not yet reserved by a receiver (a hint) */
+    int64_t reserved; /* messages reserved by receivers whose claim job is in flight */
+    int waiting;      /* receivers sleeping on cv */
     char name[BV_QUEUE_NAME_MAX + 1];
 } queue_waiter_t;
 

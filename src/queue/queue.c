@@ -526,27 +526,36 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
     deadline = bv_mono_us() + (int64_t)o->wait_ms * 1000;
     for (;;) {
         uint64_t gen0;
-        int64_t pending;
+        int64_t take, others;
         probe_t p = {.queue = queue};
+        /* Reserve what was signalled (up to a batch) before claiming, so that N receivers
+           woken for a few messages do not queue N claim jobs that mostly find nothing. */
         pthread_mutex_lock(&w->mu);
         gen0 = w->gen;
-        pending = w->pending;
+        take = w->pending < max ? w->pending : max;
+        w->pending -= take;
+        w->reserved += take;
+        others = w->reserved - take;
         pthread_mutex_unlock(&w->mu);
-        /* messages were signalled and not yet claimed here: claim at once (a busy queue costs
-           one write job per batch); otherwise look first with a cheap read, so idle
-           receivers never queue write jobs */
-        if (pending == 0) {
+        /* nothing reserved: look first with a cheap read, so idle receivers never queue
+           write jobs; what it sees may be what other receivers here are claiming already */
+        if (take == 0) {
             if ((rc = bv_store_read(st, probe_job, &p)) != 0)
                 return rc;
             if (!p.exists)
                 return BV_ENOTFOUND;
         }
-        if (pending > 0 || p.ready) {
+        if (take > 0 || (p.ready && others == 0)) {
             claim_t c = {.queue = queue, .max = max, .visibility_us = o->visibility_ms * 1000, .msgs = msgs};
             rc = bv_store_run_tx(st, 1, claim_job, &c);
             pthread_mutex_lock(&w->mu);
-            w->pending = w->pending > c.n ? w->pending - c.n : 0;
-            if (w->pending > 0 && w->waiting > 0) /* more may be ready: pass it on */
+            w->reserved -= take;
+            if (rc == 0 && c.n > take) { /* took more than reserved: those were counted as pending */
+                int64_t extra = c.n - take < w->pending ? c.n - take : w->pending;
+                w->pending -= extra;
+            }
+            /* more may be ready (signalled, or a full batch suggests so): pass it on */
+            if (w->waiting > 0 && (w->pending > 0 || (rc == 0 && c.n == max)))
                 pthread_cond_signal(&w->cv);
             pthread_mutex_unlock(&w->mu);
             if (rc != 0)
@@ -555,13 +564,9 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
                 *n_out = c.n;
                 return 0;
             }
-            if (pending > 0) { /* someone else took them: look before sleeping */
-                pthread_mutex_lock(&w->mu);
-                w->pending = 0;
-                pthread_mutex_unlock(&w->mu);
+            if (take > 0) /* someone else took them: look before sleeping */
                 continue;
-            }
-        } else {
+        } else if (!p.ready) {
             pthread_mutex_lock(&w->mu);
             w->pending = 0; /* nothing visible: forget what other processes claimed */
             pthread_mutex_unlock(&w->mu);

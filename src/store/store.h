@@ -3,11 +3,15 @@
  * PostgreSQL adapter can implement the same contract (tests/unit/store/contract.h).
  *
  * Writes go through bv_store_write: the job runs on the single writer thread inside a
- * group-commit batch (one transaction per batch, a SAVEPOINT per job, one fsync per
- * batch). A job that returns < 0 is rolled back to its savepoint alone; the others in
- * the batch commit. bv_store_write returns only after the batch is durable.
+ * group-commit batch (one transaction per batch, a SAVEPOINT per job). A job that returns
+ * < 0 is rolled back to its savepoint alone; the others in the batch commit.
+ * bv_store_write returns only after the batch is durable (fsynced). Durability is
+ * pipelined: while one batch is being fsynced the writer already runs the next, and one
+ * fsync may cover several batches.
  * Reads go through bv_store_read on the calling thread's own read connection, inside a
- * read transaction (a consistent snapshot).
+ * read transaction (a consistent snapshot). A snapshot may include a batch that has
+ * committed but whose fsync has not finished (for at most one fsync); anything acted upon
+ * through a write job is ordered after it and acknowledged only once both are durable.
  *
  * SQL is written with `?` placeholders and portable types (INTEGER, TEXT, BLOB). */
 #ifndef BV_STORE_STORE_H
@@ -60,13 +64,21 @@ int bv_store_schema_version(bv_store_t *st, int *applied_out, int *embedded_out)
 int bv_store_write(bv_store_t *st, bv_tx_fn fn, void *arg);
 /* Runs fn in a read-only snapshot on this thread's reader connection. Returns fn's result. */
 int bv_store_read(bv_store_t *st, bv_tx_fn fn, void *arg);
+/* Like bv_store_write, but returns as soon as the batch holding the job has committed
+ * (later jobs and readers see it) with the job's result, and calls durable(darg) on the
+ * store's syncer thread once that batch is durable, exactly once whatever the result (at
+ * once, on the calling thread, when the job was refused without running). For a single-threaded pipeline such as the ledger engine, which runs its next
+ * job while the previous one is being fsynced and releases its callers from durable().
+ * durable must not block. Returns BV_EINVALID if durable is NULL. */
+int bv_store_write_pipelined(bv_store_t *st, bv_tx_fn fn, void *arg, void (*durable)(void *darg), void *darg);
 /* Retries bv_store_read/write while the result is BV_EBUSY, a bounded number of times. */
 int bv_store_run_tx(bv_store_t *st, int write, bv_tx_fn fn, void *arg);
 
 void bv_store_get_stats(bv_store_t *st, bv_store_stats_t *out);
 
-/* Registers fn(arg) to run on the writer thread after the batch holding tx commits (not
- * if this job or the batch rolls back). For waking consumers of what was just written. */
+/* Registers fn(arg) to run after the batch holding tx commits and is durable (not if this
+ * job or the batch rolls back), on the store's syncer thread, before the batch's callers
+ * are released. For waking consumers of what was just written; fn must not block. */
 int bv_tx_after_commit(bv_tx_t *tx, void (*fn)(void *arg), void *arg);
 
 /* Registers fn(tx, arg) to run once, on the writer thread, just before the batch holding

@@ -1,6 +1,17 @@
-/* SQLite adapter of the storage port (store.h): WAL, synchronous=FULL, foreign keys on;
- * one writer connection owned by the writer thread that runs queued jobs in group-commit
- * batches; one reader connection per (thread, store), created lazily. */
+/* SQLite adapter of the storage port (store.h): WAL, foreign keys on; one writer
+ * connection owned by the writer thread that runs queued jobs in group-commit batches;
+ * one reader connection per (thread, store), created lazily.
+ *
+ * Durability is pipelined. The writer commits a batch with synchronous=NORMAL (the WAL
+ * frames are written, not yet fsynced) and goes straight on to the next batch, while the
+ * syncer thread fdatasyncs the WAL and only then releases the batch's callers and runs its
+ * after-commit hooks. Every acknowledged commit is on disk before it is acknowledged, as
+ * with synchronous=FULL, but the fsync of one batch overlaps the execution of the next and
+ * one fsync can cover several batches. A failed fsync stops the process (the kernel may
+ * have dropped the pages it could not write; nothing acknowledged after it could be
+ * trusted), as PostgreSQL does. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sqlite3.h>
@@ -10,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -46,7 +58,26 @@ typedef struct job {
     int rc;
     sem_t done;
     hook_t *after; /* after-commit hooks registered by this job */
+    /* bv_store_write_pipelined: done is posted at commit, durable(darg) once durable */
+    void (*durable)(void *darg);
+    void *darg;
 } job_t;
+
+/* What the syncer releases once a committed batch is durable: the callers of
+ * bv_store_write (their jobs live on their stacks until then), the durable callbacks of
+ * pipelined jobs (whose callers have gone on), and the batch's after-commit hooks. */
+typedef struct {
+    sem_t *done;
+    void (*durable)(void *darg);
+    void *darg;
+} release_t;
+
+typedef struct synced {
+    struct synced *next;
+    hook_t *after;
+    size_t n;
+    release_t rel[];
+} synced_t;
 
 struct bv_tx {
     conn_t *conn;
@@ -62,6 +93,14 @@ struct bv_store {
     conn_t *writer;
     pthread_t writer_thread;
     int writer_started;
+    pthread_t syncer_thread;
+    int syncer_started;
+    pthread_cond_t syncer_cond; /* wakes the syncer: a batch committed, or stopping */
+    pthread_cond_t cond_synced; /* the syncer finished a round */
+    synced_t *sync_head, *sync_tail;
+    int syncing; /* the syncer is working on a list taken off sync_head */
+    int syncer_stopping;
+    int wal_fd; /* the syncer's own descriptor of the WAL file (-1 until it exists) */
     conn_t *checkpointer; /* own connection: copies the WAL back off the writer's path */
     pthread_t checkpoint_thread;
     int checkpoint_started;
@@ -145,9 +184,10 @@ static int conn_open(bv_store_t *st, int writer, conn_t **out)
     }
     sqlite3_extended_result_codes(c->db, 1);
     snprintf(pragmas, sizeof(pragmas),
-             "PRAGMA busy_timeout=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+             "PRAGMA busy_timeout=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
              "PRAGMA foreign_keys=ON; PRAGMA cache_size=-%d; %s",
-             st->busy_timeout_ms, writer ? 65536 : 16384,
+             /* the writer's commits are fsynced by the syncer thread (see the top) */
+             st->busy_timeout_ms, writer ? "NORMAL" : "FULL", writer ? 65536 : 16384,
              /* The checkpointer thread keeps the WAL short; the writer checkpoints itself only
               * as a backstop when the WAL passes ~200 MB. */
              writer ? "PRAGMA wal_autocheckpoint=50000;" : "PRAGMA query_only=1;");
@@ -350,10 +390,12 @@ static void record_batch(bv_store_t *st, size_t n)
     atomic_fetch_add(&st->jobs, n);
 }
 
+static void hand_to_syncer(bv_store_t *st, job_t *batch, size_t n);
+
 static void run_batch(bv_store_t *st, job_t *batch, size_t n)
 {
     conn_t *c = st->writer;
-    hook_t *before = NULL, *after = NULL;
+    hook_t *before = NULL;
     bv_tx_t tx = {.conn = c, .write = 1, .before = &before};
     int rc = conn_exec(c, "BEGIN IMMEDIATE");
     if (rc != 0) {
@@ -396,32 +438,154 @@ static void run_batch(bv_store_t *st, job_t *batch, size_t n)
     }
 finish:
     free_hooks(before);
-    /* collect after-commit hooks, then release the callers */
-    for (job_t *j = batch; j != NULL; j = j->next) {
+    hand_to_syncer(st, batch, n);
+}
+
+/* ---- the syncer ---- */
+
+/* fdatasync of the WAL through the syncer's own descriptor (fsync flushes the file, not
+ * the descriptor, so this covers what the writer's connection wrote). The first time, the
+ * directory is synced too, so that the WAL file itself survives a power loss. */
+static void sync_wal(bv_store_t *st)
+{
+    if (st->wal_fd < 0) {
+        char wal[4096];
+        snprintf(wal, sizeof(wal), "%s-wal", st->path);
+        st->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+        if (st->wal_fd < 0) {
+            if (errno == ENOENT)
+                return; /* nothing was ever written */
+            bv_log_error("cannot open the WAL to sync it; stopping", "\"error\":\"%s\"", strerror(errno));
+            abort();
+        }
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", st->path);
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) != 0) {
+            bv_log_error("cannot sync the database directory; stopping", "\"error\":\"%s\"", strerror(errno));
+            abort();
+        }
+        close(dfd);
+    }
+    while (fdatasync(st->wal_fd) != 0) {
+        if (errno == EINTR)
+            continue;
+        bv_log_error("fdatasync of the WAL failed; stopping", "\"error\":\"%s\"", strerror(errno));
+        abort();
+    }
+}
+
+/* Runs the after-commit hooks of a durable batch and releases its callers, in order. */
+static void release(synced_t *sy)
+{
+    for (hook_t *h = sy->after; h != NULL; h = h->next)
+        h->after(h->arg);
+    free_hooks(sy->after);
+    for (size_t i = 0; i < sy->n; i++) {
+        if (sy->rel[i].done != NULL)
+            sem_post(sy->rel[i].done);
+        else
+            sy->rel[i].durable(sy->rel[i].darg);
+    }
+}
+
+/* Called by the writer once a batch has committed (or failed): pipelined callers learn
+ * their result now; everything else is released by the syncer once durable. */
+static void hand_to_syncer(bv_store_t *st, job_t *batch, size_t n)
+{
+    synced_t *sy = malloc(sizeof(*sy) + n * sizeof(release_t));
+    if (sy == NULL) { /* cannot defer: once the syncer is idle, sync and release here */
+        pthread_mutex_lock(&st->mu);
+        while (st->sync_head != NULL || st->syncing)
+            pthread_cond_wait(&st->cond_synced, &st->mu);
+        pthread_mutex_unlock(&st->mu);
+        sync_wal(st);
+    }
+    synced_t local = {0};
+    synced_t *d = sy != NULL ? sy : &local;
+    *d = (synced_t){0};
+    for (job_t *j = batch; j != NULL;) {
+        job_t *nx = j->next; /* read before posting: the job lives on the caller's stack */
         hook_t *h = j->after;
-        while (h != NULL) {
-            hook_t *nx = h->next;
-            h->next = after;
-            after = h;
-            h = nx;
+        while (h != NULL) { /* in registration order across the batch */
+            hook_t *hn = h->next;
+            h->next = d->after;
+            d->after = h;
+            h = hn;
         }
         j->after = NULL;
-    }
-    for (hook_t *h = after; h != NULL; h = h->next)
-        h->after(h->arg);
-    free_hooks(after);
-    job_t *j = batch;
-    while (j != NULL) {
-        job_t *nx = j->next; /* read before posting: the job lives on the caller's stack */
-        sem_post(&j->done);
+        if (j->durable != NULL) {
+            void (*fn)(void *) = j->durable;
+            void *darg = j->darg;
+            sem_post(&j->done); /* the caller goes on; fn(darg) follows once durable */
+            if (sy != NULL)
+                sy->rel[sy->n++] = (release_t){.durable = fn, .darg = darg};
+            else
+                fn(darg);
+        } else if (sy != NULL) {
+            sy->rel[sy->n++] = (release_t){.done = &j->done};
+        } else {
+            sem_post(&j->done);
+        }
         j = nx;
     }
+    if (sy == NULL) {
+        for (hook_t *h = local.after; h != NULL; h = h->next)
+            h->after(h->arg);
+        free_hooks(local.after);
+        return;
+    }
+    pthread_mutex_lock(&st->mu);
+    if (st->sync_tail != NULL)
+        st->sync_tail->next = sy;
+    else
+        st->sync_head = sy;
+    st->sync_tail = sy;
+    pthread_cond_signal(&st->syncer_cond);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void *syncer_main(void *arg)
+{
+    bv_store_t *st = arg;
+    pthread_setname_np(pthread_self(), "bv-store-sync");
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (st->sync_head == NULL && !st->syncer_stopping)
+            pthread_cond_wait(&st->syncer_cond, &st->mu);
+        if (st->sync_head == NULL)
+            break;
+        synced_t *list = st->sync_head; /* one fsync for every batch committed so far */
+        st->sync_head = st->sync_tail = NULL;
+        st->syncing = 1;
+        pthread_mutex_unlock(&st->mu);
+        sync_wal(st);
+        while (list != NULL) {
+            synced_t *nx = list->next;
+            release(list);
+            free(list);
+            list = nx;
+        }
+        pthread_mutex_lock(&st->mu);
+        st->syncing = 0;
+        pthread_cond_broadcast(&st->cond_synced);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
 }
 
 static void *writer_main(void *arg)
 {
     bv_store_t *st = arg;
     in_writer_of = st;
+    pthread_setname_np(pthread_self(), "bv-store-writer");
     for (;;) {
         pthread_mutex_lock(&st->mu);
         while (st->head == NULL && !st->stopping)
@@ -447,18 +611,22 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int bv_store_write(bv_store_t *st, bv_tx_fn fn, void *arg)
+static int write_job(bv_store_t *st, bv_tx_fn fn, void *arg, void (*durable)(void *darg), void *darg)
 {
     if (in_writer_of == st) {
         bv_log_error("bv_store_write called from inside a write job", NULL);
+        if (durable != NULL)
+            durable(darg);
         return BV_EINTERNAL;
     }
-    job_t job = {.fn = fn, .arg = arg, .rc = BV_EINTERNAL};
+    job_t job = {.fn = fn, .arg = arg, .rc = BV_EINTERNAL, .durable = durable, .darg = darg};
     sem_init(&job.done, 0, 0);
     pthread_mutex_lock(&st->mu);
     if (st->stopping) {
         pthread_mutex_unlock(&st->mu);
         sem_destroy(&job.done);
+        if (durable != NULL)
+            durable(darg);
         return BV_ESHUTDOWN;
     }
     if (st->tail != NULL)
@@ -475,10 +643,20 @@ int bv_store_write(bv_store_t *st, bv_tx_fn fn, void *arg)
     return job.rc;
 }
 
+int bv_store_write(bv_store_t *st, bv_tx_fn fn, void *arg) { return write_job(st, fn, arg, NULL, NULL); }
+
+int bv_store_write_pipelined(bv_store_t *st, bv_tx_fn fn, void *arg, void (*durable)(void *darg), void *darg)
+{
+    if (durable == NULL)
+        return BV_EINVALID;
+    return write_job(st, fn, arg, durable, darg);
+}
+
 /* ---- the checkpointer ---- */
 static void *checkpoint_main(void *arg)
 {
     bv_store_t *st = arg;
+    pthread_setname_np(pthread_self(), "bv-store-ckpt");
     pthread_mutex_lock(&st->mu);
     while (!st->stopping) {
         struct timespec ts;
@@ -557,11 +735,19 @@ int bv_store_open(const bv_store_options_t *opt, bv_store_t **out)
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
     pthread_cond_init(&st->checkpoint_cond, NULL);
+    pthread_cond_init(&st->syncer_cond, NULL);
+    pthread_cond_init(&st->cond_synced, NULL);
+    st->wal_fd = -1;
     st->id = atomic_fetch_add(&next_store_id, 1);
     if (st->path == NULL)
         goto out;
     if ((rc = conn_open(st, 1, &st->writer)) != 0)
         goto out;
+    if (pthread_create(&st->syncer_thread, NULL, syncer_main, st) != 0) {
+        rc = BV_EIO;
+        goto out;
+    }
+    st->syncer_started = 1;
     if (pthread_create(&st->writer_thread, NULL, writer_main, st) != 0) {
         rc = BV_EIO;
         goto out;
@@ -595,6 +781,15 @@ void bv_store_close(bv_store_t *st)
     pthread_mutex_unlock(&st->mu);
     if (st->writer_started)
         pthread_join(st->writer_thread, NULL);
+    /* the writer has handed over its last batch: let the syncer finish, then stop it */
+    pthread_mutex_lock(&st->mu);
+    st->syncer_stopping = 1;
+    pthread_cond_signal(&st->syncer_cond);
+    pthread_mutex_unlock(&st->mu);
+    if (st->syncer_started)
+        pthread_join(st->syncer_thread, NULL);
+    if (st->wal_fd >= 0)
+        close(st->wal_fd);
     if (st->checkpoint_started)
         pthread_join(st->checkpoint_thread, NULL);
     conn_close(st->checkpointer);
@@ -610,6 +805,8 @@ void bv_store_close(bv_store_t *st)
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cond);
     pthread_cond_destroy(&st->checkpoint_cond);
+    pthread_cond_destroy(&st->syncer_cond);
+    pthread_cond_destroy(&st->cond_synced);
     free(st->path);
     free(st);
 }

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -250,11 +251,98 @@ static void test_commit_hooks(void **state)
     bv_contract_factory->destroy(st);
 }
 
+/* bv_store_write_pipelined: the result at commit, durable() exactly once afterwards (after
+ * the batch's after-commit hooks), in commit order; refused calls still get durable(). */
+typedef struct {
+    atomic_int calls;
+    atomic_int hooks_seen; /* after_runs when durable() ran */
+    int order[64];
+    atomic_int n_order;
+} durable_log_t;
+
+static durable_log_t dlog;
 static bv_store_t *nested_store;
+
+static void on_durable(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    atomic_fetch_add(&dlog.calls, 1);
+    atomic_store(&dlog.hooks_seen, atomic_load(&after_runs));
+    int i = atomic_fetch_add(&dlog.n_order, 1);
+    if (i < 64)
+        dlog.order[i] = id;
+}
+
+static void wait_calls(int n)
+{
+    for (int i = 0; i < 5000 && atomic_load(&dlog.calls) < n; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&dlog.calls), n);
+}
+
+static int nested_pipelined_job(bv_tx_t *tx, void *arg);
+
+static void test_pipelined_write(void **state)
+{
+    (void)state;
+    bv_store_t *st = fresh();
+    memset(&dlog, 0, sizeof(dlog));
+    atomic_store(&after_runs, 0);
+    assert_int_equal(bv_store_write_pipelined(st, insert_item, &(insert_t){.id = 1, .name = "a"}, NULL, NULL),
+                     BV_EINVALID);
+
+    /* committed (readable) when the call returns; durable() follows once, after the hook */
+    hooked_t ok = {.in = {.id = 1, .name = "a"}};
+    assert_int_equal(bv_store_write_pipelined(st, hooked_job, &ok, on_durable, (void *)(intptr_t)1), 0);
+    lookup_t l = {.id = 1};
+    assert_int_equal(bv_store_read(st, lookup_item, &l), 0);
+    assert_true(l.found);
+    wait_calls(1);
+    assert_int_equal(atomic_load(&dlog.hooks_seen), 1);
+
+    /* a failing job reports its error and is still released */
+    insert_t bad = {.id = 2, .name = "b", .fail_after_insert = BV_EINVALID};
+    assert_int_equal(bv_store_write_pipelined(st, insert_item, &bad, on_durable, (void *)(intptr_t)2),
+                     BV_EINVALID);
+    wait_calls(2);
+
+    /* one thread's jobs are released in the order they committed */
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "p%d", i);
+        insert_t in = {.id = 100 + i, .name = name};
+        assert_int_equal(bv_store_write_pipelined(st, insert_item, &in, on_durable, (void *)(intptr_t)(100 + i)), 0);
+    }
+    wait_calls(22);
+    for (int i = 2; i < 22; i++)
+        assert_int_equal(dlog.order[i], 100 + i - 2);
+
+    /* refused without running (from inside a job): durable() at once, on the caller */
+    int inner = 0;
+    nested_store = st;
+    assert_int_equal(bv_store_write(st, nested_pipelined_job, &inner), 0);
+    assert_int_equal(inner, BV_EINTERNAL);
+    assert_int_equal(atomic_load(&dlog.calls), 23);
+    /* a plain write returns only after its batch's hooks ran (it is durable by then) */
+    hooked_t again = {.in = {.id = 3, .name = "c"}};
+    int before = atomic_load(&after_runs);
+    assert_int_equal(bv_store_write(st, hooked_job, &again), 0);
+    assert_int_equal(atomic_load(&after_runs), before + 1);
+    bv_contract_factory->destroy(st);
+}
+
 static int nested_job(bv_tx_t *tx, void *arg)
 {
     (void)tx;
     *(int *)arg = bv_store_write(nested_store, insert_item, &(insert_t){.id = 99, .name = "nested"});
+    return 0;
+}
+
+static int nested_pipelined_job(bv_tx_t *tx, void *arg)
+{
+    (void)tx;
+    *(int *)arg = bv_store_write_pipelined(nested_store, insert_item, &(insert_t){.id = 98, .name = "nested"},
+                                           on_durable, (void *)(intptr_t)98);
     return 0;
 }
 
@@ -381,6 +469,7 @@ const struct CMUnitTest bv_store_contract_tests[] = {
     cmocka_unit_test(test_unique_violation_is_conflict),
     cmocka_unit_test(test_failing_job_leaves_batch_committed),
     cmocka_unit_test(test_commit_hooks),
+    cmocka_unit_test(test_pipelined_write),
     cmocka_unit_test(test_write_inside_job_refused),
     cmocka_unit_test(test_read_transactions_cannot_write),
     cmocka_unit_test(test_blobs_and_statement_cache),
