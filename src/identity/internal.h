@@ -12,4 +12,8 @@ struct bv_identity {
     char dummy_phc[BV_IDENTITY_PHC_MAX + 1];
 };
 
+/* The Argon2 work-area pool (password.c): areas idle in it now, and unmapping them all. */
+int identity_password_pool_size(void);
+void identity_password_pool_release(void);
+
 #endif

@@ -56,6 +56,32 @@ static void test_defaults_and_phc(void **state)
     unsetenv("BOVEDA_ARGON2_MEMORY_KIB");
 }
 
+/* The Argon2 work area is reused from a small pool (same size: same area), and results do
+ * not depend on what the area held before. */
+static void test_work_area_pool(void **state)
+{
+    (void)state;
+    char a[BV_IDENTITY_PHC_MAX + 1], b[BV_IDENTITY_PHC_MAX + 1];
+    bv_identity_argon2_t small = {8192, 1, 1}, other = {9216, 1, 1};
+    identity_password_pool_release();
+    assert_int_equal(identity_password_pool_size(), 0);
+    assert_int_equal(bv_identity_password_hash(&small, "first password", 14, a), 0);
+    assert_int_equal(identity_password_pool_size(), 1);
+    for (int i = 0; i < 3; i++) { /* reused, not multiplied */
+        assert_int_equal(bv_identity_password_verify(a, "first password", 14), 0);
+        assert_int_equal(bv_identity_password_verify(a, "first passwore", 14), BV_EUNAUTHENTICATED);
+        assert_int_equal(identity_password_pool_size(), 1);
+    }
+    assert_int_equal(bv_identity_password_hash(&other, "second password", 15, b), 0);
+    assert_int_equal(identity_password_pool_size(), 2);
+    assert_int_equal(bv_identity_password_verify(b, "second password", 15), 0);
+    assert_int_equal(bv_identity_password_verify(a, "first password", 14), 0);
+    assert_int_equal(identity_password_pool_size(), 2);
+    identity_password_pool_release();
+    assert_int_equal(identity_password_pool_size(), 0);
+    assert_int_equal(bv_identity_password_verify(b, "second password", 15), 0);
+}
+
 static void test_phc_bounds(void **state)
 {
     (void)state;
@@ -279,6 +305,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_phc),
         cmocka_unit_test(test_phc_bounds),
+        cmocka_unit_test(test_work_area_pool),
         cmocka_unit_test(test_policy_and_canonical),
         cmocka_unit_test(test_throttle),
         cmocka_unit_test_setup_teardown(test_users, setup, teardown),
