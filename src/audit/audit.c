@@ -182,6 +182,48 @@ static int check_value(const json_t *v, int depth)
     return 0;
 }
 
+/* details_json: a flat object of string values in canonical form (keys strictly
+ * ascending, no whitespace), no secret-looking key. 0 or BV_EINVALID. */
+static int check_flat_json(const char *s)
+{
+    char prev[128] = "", key[128];
+    const char *p = s;
+    if (*p++ != '{')
+        return BV_EINVALID;
+    if (*p == '}')
+        return p[1] == '\0' ? 0 : BV_EINVALID;
+    for (;;) {
+        for (int part = 0; part < 2; part++) { /* the key, then its value */
+            size_t n = 0;
+            if (*p++ != '"')
+                return BV_EINVALID;
+            while (*p != '"') {
+                if (*p == '\0' || (unsigned char)*p < 0x20)
+                    return BV_EINVALID;
+                if (*p == '\\' && *++p == '\0')
+                    return BV_EINVALID;
+                if (part == 0) {
+                    if (n + 1 >= sizeof(key))
+                        return BV_EINVALID; /* no key is that long */
+                    key[n++] = *p;
+                }
+                p++;
+            }
+            p++;
+            if (part == 0) {
+                key[n] = '\0';
+                if (*p++ != ':' || strcmp(key, prev) <= 0 || bv_audit_key_is_secret(key))
+                    return BV_EINVALID;
+                memcpy(prev, key, n + 1);
+            }
+        }
+        if (*p == '}')
+            return p[1] == '\0' ? 0 : BV_EINVALID;
+        if (*p++ != ',')
+            return BV_EINVALID;
+    }
+}
+
 int bv_audit_check_details(const json_t *details)
 {
     if (details == NULL)
@@ -246,6 +288,8 @@ int bv_audit_event_validate(const bv_audit_event_t *ev)
         !outcome_ok(ev->outcome) || !text_ok(ev->source_ip, BV_AUDIT_MAX_SOURCE_IP, 0) ||
         !text_ok(ev->request_id, BV_AUDIT_MAX_REQUEST_ID, 0))
         return BV_EINVALID;
+    if (ev->details_json != NULL)
+        return ev->details == NULL && utf8_valid(ev->details_json) ? check_flat_json(ev->details_json) : BV_EINVALID;
     return bv_audit_check_details(ev->details);
 }
 
@@ -314,7 +358,9 @@ int bv_audit_append_ex(bv_tx_t *tx, const bv_audit_event_t *ev, int64_t *seq_out
         return rc;
     }
     rc = BV_ENOMEM;
-    details = ev->details != NULL ? json_dumps(ev->details, JSON_SORT_KEYS | JSON_COMPACT) : strdup("{}");
+    details = ev->details_json != NULL ? strdup(ev->details_json)
+              : ev->details != NULL    ? json_dumps(ev->details, JSON_SORT_KEYS | JSON_COMPACT)
+                                       : strdup("{}");
     if (details == NULL)
         goto out;
     if (strlen(details) > BV_AUDIT_MAX_DETAILS) {

@@ -19,6 +19,10 @@ typedef struct {
     const char *source_ip;  /* may be NULL */
     const char *request_id; /* may be NULL */
     json_t *details;        /* borrowed, may be NULL; non-secret facts only */
+    /* Instead of details, for hot paths: the details already rendered as a flat canonical
+     * object of strings, keys sorted, no spaces (`{"a":"1","b":"x"}`), checked like details
+     * (secret-looking keys refused) without building a json_t. */
+    const char *details_json;
 } bv_audit_event_t;
 
 /* Appends one record to the chain inside the caller's write job. Must be called with a

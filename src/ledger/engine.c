@@ -5,9 +5,13 @@
  * burst of N concurrent transfers costs one group commit and each touched balance is
  * written once per job, however many transfers touched it.
  *
+ * Jobs are pipelined (bv_store_write_pipelined): the engine starts the next job as soon as
+ * the previous one has committed, while the store fsyncs it; the callers of a job are
+ * released once it is durable.
+ *
  * Balances are validated against an in-memory copy of every account (the overlay), owned by
- * the engine thread. Only one job is in flight at a time, so the engine always knows the
- * outcome of the job before it starts the next:
+ * the engine thread. Only one job runs at a time and the engine learns its commit outcome
+ * before it starts the next:
  *   - a rejected operation never changes the overlay (every check happens before any change);
  *   - a linked batch that fails is rolled back to its own SAVEPOINT and its overlay changes
  *     are undone from an undo log;
@@ -100,8 +104,7 @@ struct bv_ledger {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     op_t *head, *tail;
-    size_t queued;   /* transfers (weight) waiting in the queue */
-    int in_flight;   /* pipelined jobs committed and not yet durable */
+    int in_flight; /* jobs committed and not yet durable (their callers not yet released) */
     bool stopping;
     bool started;
     pthread_t thread;
@@ -396,7 +399,7 @@ static void acct_to_public(const acct_t *a, bv_ledger_account_t *out)
 /* ---------------------------------------------------- audit and outbox records ---- */
 
 static int write_audit(bv_tx_t *tx, const bv_ledger_ctx_t *ctx, const char *action, const char *resource_kind,
-                       const char *resource_id, json_t *details)
+                       const char *resource_id, json_t *details, const char *details_json)
 {
     char resource[80];
     snprintf(resource, sizeof(resource), "%s:%s", resource_kind, resource_id);
@@ -408,6 +411,7 @@ static int write_audit(bv_tx_t *tx, const bv_ledger_ctx_t *ctx, const char *acti
         .source_ip = ctx != NULL ? ctx->source_ip : NULL,
         .request_id = ctx != NULL ? ctx->request_id : NULL,
         .details = details,
+        .details_json = details_json,
     };
     return bv_audit_append(tx, &ev);
 }
@@ -420,12 +424,12 @@ static int record_event(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *ctx
     int rc;
     /* what moved, not how: the amount is the posted one once a hold is resolved */
     bv_ledger_amount_format(t->posted_amount != 0 ? t->posted_amount : t->amount, t->exponent, amount);
-    json_t *details = json_pack("{s:s,s:s,s:s,s:s}", "amount", amount, "currency", t->currency, "debit_account",
-                                t->debit_account, "credit_account", t->credit_account);
-    if (details == NULL)
-        return BV_ENOMEM;
-    rc = write_audit(tx, ctx, event, "transfer", t->id, details);
-    json_decref(details);
+    /* canonical (keys sorted); every value is digits, letters or a UUID: nothing to escape */
+    char details[256];
+    snprintf(details, sizeof(details),
+             "{\"amount\":\"%s\",\"credit_account\":\"%.36s\",\"currency\":\"%.3s\",\"debit_account\":\"%.36s\"}",
+             amount, t->credit_account, t->currency, t->debit_account);
+    rc = write_audit(tx, ctx, event, "transfer", t->id, NULL, details);
     if (rc < 0)
         return rc;
 
@@ -598,14 +602,34 @@ static bool same_content(const bv_ledger_transfer_req_t *req, const bv_ledger_tr
     return strcmp(req->description != NULL ? req->description : "", t->description) == 0;
 }
 
+/* The request's reference is taken already, or the request was refused (`refusal`): a
+ * transfer with that reference makes it a replay (same content) or an idempotency
+ * conflict; otherwise the outcome is `refusal`. 0, or a hard (store) error. */
+static int replay_or(bv_tx_t *tx, const bv_ledger_transfer_req_t *req, int64_t reverses_rid, int refusal,
+                     bv_ledger_result_t *res)
+{
+    ledger_xfer_extra_t x;
+    int rc = load_xfer(tx, SQL_XFER_BY_REF, req->reference, 0, &res->transfer, &x);
+    if (rc < 0)
+        return rc;
+    if (rc == BV_ROW) {
+        res->rc = same_content(req, &res->transfer, reverses_rid, &x) ? 0 : BV_EIDEMPOTENCY;
+        res->replayed = res->rc == 0;
+        return 0;
+    }
+    res->rc = refusal;
+    return 0;
+}
+
 /* One transfer. Returns a hard (store) error, else 0 with the outcome in res->rc. All
  * checks precede every change, so a rejection leaves no trace (besides lazily expired
- * holds, which are real changes of their own). */
+ * holds, which are real changes of their own). The reference is looked up only when the
+ * request is refused or its INSERT meets the reference's unique index (a replay): a new
+ * transfer, the common case, costs no lookup. */
 static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *ctx,
                           const bv_ledger_transfer_req_t *req, int64_t reverses_rid, const char *reverses_id,
                           bv_ledger_result_t *res)
 {
-    ledger_xfer_extra_t x;
     int rc;
     res->rc = 0;
     res->replayed = false;
@@ -614,16 +638,6 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
         (req->description != NULL && strlen(req->description) > BV_LEDGER_DESC_MAX) ||
         (!req->pending && req->expires_at != 0)) {
         res->rc = BV_EINVALID;
-        return 0;
-    }
-    rc = load_xfer(tx, SQL_XFER_BY_REF, req->reference, 0, &res->transfer, &x);
-    if (rc < 0)
-        return rc;
-    if (rc == BV_ROW) {
-        if (same_content(req, &res->transfer, reverses_rid, &x))
-            res->replayed = true;
-        else
-            res->rc = BV_EIDEMPOTENCY;
         return 0;
     }
     acct_t *d = find_acct(lg, req->debit_account), *c = find_acct(lg, req->credit_account);
@@ -655,7 +669,7 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
             res->rc = debit_check(d, req->amount);
     }
     if (res->rc != 0)
-        return 0;
+        return replay_or(tx, req, reverses_rid, res->rc, res);
 
     /* apply */
     bv_ledger_transfer_t *t = &res->transfer;
@@ -676,6 +690,7 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
     ledger_strlcpy(t->reverses, reverses_id, sizeof(t->reverses));
     t->created_at = ts;
 
+    int64_t d_balance = d->balance, d_holds = d->holds, c_balance = c->balance;
     if (req->pending) {
         if ((rc = touch(lg, d)) != 0)
             return rc;
@@ -720,6 +735,14 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
     }
     rc = bv_stmt_step(s);
     bv_stmt_reset(s);
+    if (rc == BV_ECONFLICT) { /* the reference is taken: take the change back, then see */
+        d->balance = d_balance;
+        d->holds = d_holds;
+        c->balance = c_balance;
+        if ((rc = replay_or(tx, req, reverses_rid, BV_ECONFLICT, res)) != 0)
+            return rc;
+        return res->rc == BV_ECONFLICT ? BV_ECONFLICT : 0; /* another constraint: a hard error */
+    }
     if (rc < 0)
         return rc;
     bv_ledger_ctx_t own;
@@ -983,7 +1006,7 @@ static int op_account(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
     json_t *details = json_pack("{s:s,s:s,s:s}", "number", a->number, "type", type_names[type], "currency", a->currency);
     if (details == NULL)
         return BV_ENOMEM;
-    rc = write_audit(tx, op->ctx, "ledger.account.open", "account", a->id, details);
+    rc = write_audit(tx, op->ctx, "ledger.account.open", "account", a->id, details, NULL);
     json_decref(details);
     op->rc = 0;
     return rc < 0 ? rc : 0;
@@ -1027,7 +1050,7 @@ static int op_status(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
     json_t *details = json_pack("{s:s,s:s}", "from", status_names[old], "to", status_names[status]);
     if (details == NULL)
         return BV_ENOMEM;
-    rc = write_audit(tx, op->ctx, "ledger.account.status", "account", a->id, details);
+    rc = write_audit(tx, op->ctx, "ledger.account.status", "account", a->id, details, NULL);
     json_decref(details);
     op->rc = 0;
     return rc < 0 ? rc : 0;
@@ -1103,7 +1126,8 @@ static void job_durable(void *arg)
     bv_ledger_t *lg = ops->lg;
     pthread_mutex_lock(&lg->mu);
     lg->in_flight--;
-    pthread_cond_signal(&lg->cond);
+    if (lg->stopping) /* bv_ledger_close waits for the last ones */
+        pthread_cond_broadcast(&lg->cond);
     pthread_mutex_unlock(&lg->mu);
     release_ops(ops);
 }
@@ -1180,13 +1204,6 @@ static void *engine_main(void *arg)
             pthread_mutex_lock(&lg->mu);
             continue;
         }
-        /* While a job is being fsynced, start the next one at once only if it is big
-           enough; otherwise let more gather until that fsync ends. A job costs mostly the
-           pages it writes, so a bigger job costs less per transfer. */
-        if (lg->in_flight > 0 && lg->queued < (size_t)lg->opt.gather && !lg->stopping) {
-            pthread_cond_wait(&lg->cond, &lg->mu);
-            continue;
-        }
         /* take what is queued, up to the per-job bound (always at least one op) */
         op_t *ops = lg->head, *last = ops;
         size_t weight = ops->kind == OP_BATCH ? ops->n : 1;
@@ -1200,7 +1217,6 @@ static void *engine_main(void *arg)
         lg->head = last->next;
         if (lg->head == NULL)
             lg->tail = NULL;
-        lg->queued -= weight;
         last->next = NULL;
         pthread_mutex_unlock(&lg->mu);
         run_ops(lg, ops, true);
@@ -1227,7 +1243,6 @@ static int submit(bv_ledger_t *lg, op_t *op)
     else
         lg->head = op;
     lg->tail = op;
-    lg->queued += op->kind == OP_BATCH ? op->n : 1;
     pthread_cond_signal(&lg->cond);
     pthread_mutex_unlock(&lg->mu);
     while (sem_wait(&op->done) != 0 && errno == EINTR)
@@ -1251,7 +1266,6 @@ int bv_ledger_open(bv_store_t *st, const bv_ledger_options_t *opt, bv_ledger_t *
     lg->st = st;
     if (opt != NULL)
         lg->opt = *opt;
-    if (getenv("X_GATHER")) lg->opt.gather = atoi(getenv("X_GATHER"));
     if (lg->opt.max_transfers_per_job <= 0)
         lg->opt.max_transfers_per_job = 16384;
     if (lg->opt.max_transfers_per_job < BV_LEDGER_BATCH_MAX)
@@ -1284,6 +1298,11 @@ void bv_ledger_close(bv_ledger_t *lg)
     pthread_mutex_unlock(&lg->mu);
     if (lg->started)
         pthread_join(lg->thread, NULL);
+    /* the store's syncer still calls back for the last jobs: wait for those calls */
+    pthread_mutex_lock(&lg->mu);
+    while (lg->in_flight > 0)
+        pthread_cond_wait(&lg->cond, &lg->mu);
+    pthread_mutex_unlock(&lg->mu);
     clear_overlay(lg);
     free(lg->undo);
     free(lg->dirty);

@@ -102,7 +102,6 @@ typedef struct {
     bool sweeper;            /* expire holds in the background (serve only) */
     int sweep_interval_ms;   /* default 1000 */
     int max_transfers_per_job; /* coalescing bound (default 16384) */
-    int gather;
 } bv_ledger_options_t;
 
 /* Loads the accounts into memory and starts the engine thread. The caller frees with

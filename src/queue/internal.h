@@ -18,6 +18,9 @@ typedef struct queue_waiter {
     int64_t pending;  /* messages made visible and not yet reserved by a receiver (a hint) */
     int64_t reserved; /* messages reserved by receivers whose claim job is in flight */
     int waiting;      /* receivers sleeping on cv */
+    int signaled;     /* of those, signalled and not yet awake (a hint: may over- or undercount) */
+    int small;        /* of those, receivers taking fewer than a full batch */
+    int64_t next_due; /* wall-clock us when the next message becomes visible, as last probed (0: none) */
     char name[BV_QUEUE_NAME_MAX + 1];
 } queue_waiter_t;
 

@@ -55,14 +55,24 @@ queue_waiter_t *queue_waiter(const char *name)
     return w;
 }
 
+/* Wakes one more sleeping receiver if the receivers already woken cannot take every
+ * pending message in one batch each. Called with w->mu. */
+static void wake_for_pending(queue_waiter_t *w)
+{
+    int64_t each = w->small > 0 ? 1 : BV_QUEUE_MAX_BATCH; /* what a woken receiver takes, at least */
+    if (w->waiting > w->signaled && (int64_t)w->signaled * each < w->pending) {
+        w->signaled++;
+        pthread_cond_signal(&w->cv);
+    }
+}
+
 void queue_waiter_signal(void *arg)
 {
     queue_waiter_t *w = arg;
     pthread_mutex_lock(&w->mu);
     w->gen++;
     w->pending++;
-    if (w->waiting > 0 && (w->pending == 1 || w->pending % BV_QUEUE_MAX_BATCH == 1))
-        pthread_cond_signal(&w->cv);
+    wake_for_pending(w);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -71,6 +81,7 @@ void queue_waiter_broadcast(void *arg)
     queue_waiter_t *w = arg;
     pthread_mutex_lock(&w->mu);
     w->gen++;
+    w->signaled = w->waiting;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -538,12 +549,16 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
         others = w->reserved - take;
         pthread_mutex_unlock(&w->mu);
         /* nothing reserved: look first with a cheap read, so idle receivers never queue
-           write jobs; what it sees may be what other receivers here are claiming already */
-        if (take == 0) {
+           write jobs; what it sees may be what other receivers here are claiming already.
+           While others are claiming, do not even look: they pass on what they leave. */
+        if (take == 0 && others == 0) {
             if ((rc = bv_store_read(st, probe_job, &p)) != 0)
                 return rc;
             if (!p.exists)
                 return BV_ENOTFOUND;
+            pthread_mutex_lock(&w->mu);
+            w->next_due = p.next_due;
+            pthread_mutex_unlock(&w->mu);
         }
         if (take > 0 || (p.ready && others == 0)) {
             claim_t c = {.queue = queue, .max = max, .visibility_us = o->visibility_ms * 1000, .msgs = msgs};
@@ -555,8 +570,13 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
                 w->pending -= extra;
             }
             /* more may be ready (signalled, or a full batch suggests so): pass it on */
-            if (w->waiting > 0 && (w->pending > 0 || (rc == 0 && c.n == max)))
+            if (rc == 0 && c.n == max && w->pending == 0 && w->signaled == 0 && w->waiting > 0) {
+                w->gen++;
+                w->signaled++;
                 pthread_cond_signal(&w->cv);
+            } else {
+                wake_for_pending(w);
+            }
             pthread_mutex_unlock(&w->mu);
             if (rc != 0)
                 return rc;
@@ -566,7 +586,7 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
             }
             if (take > 0) /* someone else took them: look before sleeping */
                 continue;
-        } else if (!p.ready) {
+        } else if (take == 0 && others == 0 && !p.ready) {
             pthread_mutex_lock(&w->mu);
             w->pending = 0; /* nothing visible: forget what other processes claimed */
             pthread_mutex_unlock(&w->mu);
@@ -577,20 +597,29 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
         int64_t until = deadline;
         if (until > now + RECHECK_US)
             until = now + RECHECK_US;
-        if (p.next_due > 0) {
-            int64_t due = now + (p.next_due - bv_now_us()) + 1000;
+        pthread_mutex_lock(&w->mu);
+        int64_t next_due = w->next_due, wall = bv_now_us();
+        if (next_due > wall) { /* (one already due is the business of whoever looks next) */
+            int64_t due = now + (next_due - wall) + 1000;
             if (due < until)
                 until = due;
         }
         struct timespec ts;
         mono_to_timespec(until, &ts);
-        pthread_mutex_lock(&w->mu);
         w->waiting++;
+        w->small += max < BV_QUEUE_MAX_BATCH;
         while (w->gen == gen0 && !(o->stop != NULL && *o->stop)) {
-            if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+            int wr = pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            if (w->signaled > 0)
+                w->signaled--; /* most likely the wake-up meant for one receiver; if not, the
+                                  next signal comes sooner, never later */
+            if (wr == ETIMEDOUT)
                 break;
         }
+        w->small -= max < BV_QUEUE_MAX_BATCH;
         w->waiting--;
+        if (w->signaled > w->waiting)
+            w->signaled = w->waiting;
         pthread_mutex_unlock(&w->mu);
     }
 }
@@ -642,6 +671,19 @@ static int delete_job(bv_tx_t *tx, void *arg)
     return 0;
 }
 
+static void delete_durable(void *arg) { (void)arg; }
+
+/* A delete returns once committed, without waiting for its fsync (the next batch's covers
+ * it): losing one to a power cut only brings the message back, which at-least-once delivery
+ * allows, and a consumer's cycle no longer waits for the disk twice. */
+static int run_delete(bv_store_t *st, delete_t *d)
+{
+    int rc = BV_EBUSY;
+    for (int attempt = 0; attempt < 5 && rc == BV_EBUSY; attempt++)
+        rc = bv_store_write_pipelined(st, delete_job, d, delete_durable, NULL);
+    return rc;
+}
+
 int bv_queue_delete(bv_store_t *st, const char *queue, const char *receipt)
 {
     int64_t seq;
@@ -649,7 +691,7 @@ int bv_queue_delete(bv_store_t *st, const char *queue, const char *receipt)
     if (queue_receipt_parse(receipt, &seq, &fifo) != 0)
         return BV_EINVALID;
     delete_t d = {.queue = queue, .receipts = &receipt, .n = 1};
-    int rc = bv_store_run_tx(st, 1, delete_job, &d);
+    int rc = run_delete(st, &d);
     if (rc != 0)
         return rc;
     return d.deleted == 1 ? 0 : BV_ENOTFOUND;
@@ -661,7 +703,7 @@ int bv_queue_delete_batch(bv_store_t *st, const char *queue, const char *const *
     if (n < 0 || n > BV_QUEUE_MAX_BATCH)
         return BV_EINVALID;
     delete_t d = {.queue = queue, .receipts = receipts, .n = n};
-    int rc = n > 0 ? bv_store_run_tx(st, 1, delete_job, &d) : 0;
+    int rc = n > 0 ? run_delete(st, &d) : 0;
     if (n_deleted_out != NULL)
         *n_deleted_out = d.deleted;
     return rc;

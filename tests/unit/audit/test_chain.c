@@ -105,6 +105,60 @@ static void test_details_are_canonical_json(void **state)
     fx_close(f);
 }
 
+/* Pre-rendered details (details_json): stored verbatim when flat, canonical and harmless;
+ * anything else refused like bad details, and the chain still verifies. */
+static int append_json(fx_t *f, const char *details_json, json_t *details)
+{
+    bv_audit_event_t ev = {.actor = "system", .action = "test.prerendered", .outcome = "success",
+                           .details = details, .details_json = details_json};
+    append_job_t a = {.ev = &ev};
+    return bv_store_write(f->st, append_job, &a);
+}
+
+static void test_prerendered_details(void **state)
+{
+    (void)state;
+    fx_t *f = fx_open();
+    const char *good = "{\"amount\":\"1.00\",\"currency\":\"USD\",\"note\":\"a \\\"quoted\\\" word\"}";
+    assert_int_equal(append_json(f, good, NULL), 0);
+    assert_int_equal(append_json(f, "{}", NULL), 0);
+    const char *bad[] = {
+        "{\"currency\":\"USD\",\"amount\":\"1.00\"}", /* keys not sorted */
+        "{\"a\":\"1\",\"a\":\"2\"}",                  /* duplicate key */
+        "{\"amount\":1}",                              /* not a string value */
+        "{\"a\":{\"b\":\"c\"}}",                        /* nested */
+        "{ \"a\":\"1\"}",                              /* not compact */
+        "{\"a\":\"1\"}x",                               /* trailing bytes */
+        "{\"a\":\"1\"",                                /* unterminated */
+        "{\"password\":\"x\"}",                         /* secret-looking key */
+        "{\"amount\":\"1\",\"cardPin\":\"1234\"}",
+        "[\"a\"]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (append_json(f, bad[i], NULL) != BV_EINVALID)
+            fail_msg("accepted details_json %s", bad[i]);
+    json_t *d = json_pack("{s:s}", "a", "1");
+    assert_int_equal(append_json(f, "{\"a\":\"1\"}", d), BV_EINVALID); /* one or the other */
+    json_decref(d);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT details FROM audit_log ORDER BY seq", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), good);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "{}");
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    bv_audit_verify_result_t v;
+    assert_int_equal(bv_audit_verify(f->st, NULL, &v), 0);
+    assert_true(v.ok);
+    fx_close(f);
+}
+
 /* The encoding is length-prefixed: moving bytes between fields, or NULL vs "", changes it. */
 static void test_encoding_is_unambiguous(void **state)
 {
@@ -592,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_append_builds_a_linked_chain),
         cmocka_unit_test(test_empty_chain_verifies),
         cmocka_unit_test(test_details_are_canonical_json),
+        cmocka_unit_test(test_prerendered_details),
         cmocka_unit_test(test_encoding_is_unambiguous),
         cmocka_unit_test(test_secret_looking_details_are_rejected),
         cmocka_unit_test(test_invalid_events_are_rejected),

@@ -219,6 +219,33 @@ static void test_idempotent_replay_and_conflict(void **state)
     assert_int_equal(bv_ledger_transfer(w->f->lg, &fx_ctx, &q, &r2), BV_EIDEMPOTENCY);
     assert_balances(w, -100000, 99300, 700);
     assert_int_equal(fx_count(w->f, "SELECT COUNT(*) FROM ledger_transfers WHERE reference = 'idem-1'"), 1);
+
+    /* a replay is a replay even when the same request would now be refused (b is empty) */
+    assert_int_equal(fx_transfer(w->f, w->b, w->a, 700, "USD", "idem-drain", &r1), 0);
+    assert_int_equal(fx_transfer(w->f, w->b, w->a, 700, "USD", "idem-drain", &r2), 0);
+    assert_true(r2.replayed);
+    assert_string_equal(r1.transfer.id, r2.transfer.id);
+    assert_balances(w, -100000, 100000, 0);
+    /* ...and a conflict when the content differs, refused or not */
+    assert_int_equal(fx_transfer(w->f, w->b, w->a, 5, "USD", "idem-drain", &r2), BV_EIDEMPOTENCY);
+
+    /* the same reference twice in one batch: applied once, then replayed or refused */
+    bv_ledger_transfer_req_t twice[3] = {
+        {.debit_account = w->a, .credit_account = w->b, .amount = 10, .currency = "USD", .reference = "idem-in"},
+        {.debit_account = w->a, .credit_account = w->b, .amount = 10, .currency = "USD", .reference = "idem-in"},
+        {.debit_account = w->a, .credit_account = w->b, .amount = 11, .currency = "USD", .reference = "idem-in"},
+    };
+    bv_ledger_result_t tr[3];
+    assert_int_equal(bv_ledger_batch(w->f->lg, &fx_ctx, twice, 3, false, tr), 0);
+    assert_int_equal(tr[0].rc, 0);
+    assert_false(tr[0].replayed);
+    assert_int_equal(tr[1].rc, 0);
+    assert_true(tr[1].replayed);
+    assert_string_equal(tr[0].transfer.id, tr[1].transfer.id);
+    assert_int_equal(tr[2].rc, BV_EIDEMPOTENCY);
+    assert_balances(w, -100000, 99990, 10);
+    assert_int_equal(fx_count(w->f, "SELECT COUNT(*) FROM ledger_transfers WHERE reference = 'idem-in'"), 1);
+    fx_assert_verified(w->f);
 }
 
 /* ---- holds ---- */
