@@ -182,6 +182,23 @@ static int check_value(const json_t *v, int depth)
     return 0;
 }
 
+/* bv_audit_key_is_secret with a small per-thread memory of keys found harmless (hot paths
+ * pass the same few keys again and again). */
+static int key_is_secret_cached(const char *key, size_t n)
+{
+    static _Thread_local char safe[16][32];
+    static _Thread_local unsigned next;
+    if (n < sizeof(safe[0]))
+        for (int i = 0; i < 16; i++)
+            if (safe[i][0] != '\0' && memcmp(safe[i], key, n + 1) == 0)
+                return 0;
+    if (bv_audit_key_is_secret(key))
+        return 1;
+    if (n < sizeof(safe[0]))
+        memcpy(safe[next++ % 16], key, n + 1);
+    return 0;
+}
+
 /* details_json: a flat object of string values in canonical form (keys strictly
  * ascending, no whitespace), no secret-looking key. 0 or BV_EINVALID. */
 static int check_flat_json(const char *s)
@@ -212,7 +229,7 @@ static int check_flat_json(const char *s)
             p++;
             if (part == 0) {
                 key[n] = '\0';
-                if (*p++ != ':' || strcmp(key, prev) <= 0 || bv_audit_key_is_secret(key))
+                if (*p++ != ':' || strcmp(key, prev) <= 0 || key_is_secret_cached(key, n))
                     return BV_EINVALID;
                 memcpy(prev, key, n + 1);
             }
@@ -358,7 +375,7 @@ int bv_audit_append_ex(bv_tx_t *tx, const bv_audit_event_t *ev, int64_t *seq_out
         return rc;
     }
     rc = BV_ENOMEM;
-    details = ev->details_json != NULL ? strdup(ev->details_json)
+    details = ev->details_json != NULL ? (char *)ev->details_json
               : ev->details != NULL    ? json_dumps(ev->details, JSON_SORT_KEYS | JSON_COMPACT)
                                        : strdup("{}");
     if (details == NULL)
@@ -413,20 +430,21 @@ int bv_audit_append_ex(bv_tx_t *tx, const bv_audit_event_t *ev, int64_t *seq_out
 
     rc = BV_EIO;
     ins = bv_tx_prepare(tx,
-                        "INSERT INTO audit_log (seq, id, time, actor, action, resource, outcome, source_ip, "
+                        "INSERT OR FAIL INTO audit_log (seq, id, time, actor, action, resource, outcome, source_ip, "
                         "request_id, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     if (ins == NULL)
         goto out;
     bv_stmt_bind_int64(ins, 1, r.seq);
-    bv_stmt_bind_text(ins, 2, r.id, -1);
+    /* every value outlives the step below */
+    bv_stmt_bind_text_ref(ins, 2, r.id, -1);
     bv_stmt_bind_int64(ins, 3, r.time);
-    bv_stmt_bind_text(ins, 4, r.actor, -1);
-    bv_stmt_bind_text(ins, 5, r.action, -1);
-    bv_stmt_bind_text(ins, 6, r.resource, -1);
-    bv_stmt_bind_text(ins, 7, r.outcome, -1);
-    bv_stmt_bind_text(ins, 8, r.source_ip, -1);
-    bv_stmt_bind_text(ins, 9, r.request_id, -1);
-    bv_stmt_bind_text(ins, 10, r.details, (int)r.details_len);
+    bv_stmt_bind_text_ref(ins, 4, r.actor, -1);
+    bv_stmt_bind_text_ref(ins, 5, r.action, -1);
+    bv_stmt_bind_text_ref(ins, 6, r.resource, -1);
+    bv_stmt_bind_text_ref(ins, 7, r.outcome, -1);
+    bv_stmt_bind_text_ref(ins, 8, r.source_ip, -1);
+    bv_stmt_bind_text_ref(ins, 9, r.request_id, -1);
+    bv_stmt_bind_text_ref(ins, 10, r.details, (int)r.details_len);
     bv_stmt_bind_blob(ins, 11, prev, BV_AUDIT_HASH_LEN);
     bv_stmt_bind_blob(ins, 12, hash, BV_AUDIT_HASH_LEN);
     step = bv_stmt_step(ins);
@@ -441,7 +459,8 @@ int bv_audit_append_ex(bv_tx_t *tx, const bv_audit_event_t *ev, int64_t *seq_out
         memcpy(id_out, id, sizeof(id));
     rc = 0;
 out:
-    free(details);
+    if (details != ev->details_json)
+        free(details);
     return rc;
 }
 

@@ -146,11 +146,25 @@ void bv_time_format(int64_t us, char out[32])
     gmtime_r(&sec, &tm);
     if (tm.tm_year > 9999 - 1900 || tm.tm_year < -1900)
         tm.tm_year = 9999 - 1900;
-    char tmp[96];
-    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    memcpy(out, tmp, 31);
-    out[31] = '\0';
+    /* by hand: this runs for every time in every JSON answer and every ledger event */
+    int year = tm.tm_year + 1900, f = (int)frac;
+    const int parts[5] = {tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    const char seps[5] = {'-', 'T', ':', ':', '.'};
+    char *o = out;
+    *o++ = (char)('0' + year / 1000);
+    *o++ = (char)('0' + year / 100 % 10);
+    *o++ = (char)('0' + year / 10 % 10);
+    *o++ = (char)('0' + year % 10);
+    *o++ = '-';
+    for (int i = 0; i < 5; i++) {
+        *o++ = (char)('0' + parts[i] / 10);
+        *o++ = (char)('0' + parts[i] % 10);
+        *o++ = seps[i];
+    }
+    for (int d = 100000; d > 0; d /= 10)
+        *o++ = (char)('0' + f / d % 10);
+    *o++ = 'Z';
+    *o = '\0';
 }
 
 static int digits(const char **p, int n, int *out)

@@ -353,7 +353,7 @@ static int flush_balances(bv_ledger_t *lg, bv_tx_t *tx, int64_t now)
 {
     for (size_t i = 0; i < lg->n_dirty; i++) {
         acct_t *a = lg->dirty[i];
-        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE ledger_accounts SET balance = ?, holds = ?, updated_at = ? WHERE rid = ?");
+        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE OR FAIL ledger_accounts SET balance = ?, holds = ?, updated_at = ? WHERE rid = ?");
         if (s == NULL)
             return BV_EIO;
         bv_stmt_bind_int64(s, 1, a->balance);
@@ -402,7 +402,11 @@ static int write_audit(bv_tx_t *tx, const bv_ledger_ctx_t *ctx, const char *acti
                        const char *resource_id, json_t *details, const char *details_json)
 {
     char resource[80];
-    snprintf(resource, sizeof(resource), "%s:%s", resource_kind, resource_id);
+    size_t kl = strlen(resource_kind), il = strnlen(resource_id, BV_UUID_STR_LEN);
+    memcpy(resource, resource_kind, kl);
+    resource[kl] = ':';
+    memcpy(resource + kl + 1, resource_id, il);
+    resource[kl + 1 + il] = '\0';
     bv_audit_event_t ev = {
         .actor = ctx != NULL && ctx->actor != NULL ? ctx->actor : "system",
         .action = action,
@@ -435,21 +439,23 @@ static int record_event(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *ctx
 
     /* the event carries what a notifier needs; the full transfer is one GET away */
     bv_time_format(now, when);
+    /* appended piece by piece (no printf: this runs for every transfer) */
+    const char *parts[] = {"{\"event\":\"", event, "\",\"transfer_id\":\"", t->id, "\",\"status\":\"", t->status,
+                           "\",\"debit_account\":\"", t->debit_account, "\",\"credit_account\":\"", t->credit_account,
+                           "\",\"amount\":\"", amount, "\",\"currency\":\"", t->currency, "\",\"time\":\"", when, "\"}"};
     bv_buf_reset(&lg->scratch);
-    if (bv_buf_printf(&lg->scratch,
-                      "{\"event\":\"%s\",\"transfer_id\":\"%s\",\"status\":\"%s\",\"debit_account\":\"%s\","
-                      "\"credit_account\":\"%s\",\"amount\":\"%s\",\"currency\":\"%s\",\"time\":\"%s\"}",
-                      event, t->id, t->status, t->debit_account, t->credit_account, amount, t->currency, when) != 0)
-        return BV_ENOMEM;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        if (bv_buf_puts(&lg->scratch, parts[i]) != 0)
+            return BV_ENOMEM;
     snprintf(attrs, sizeof(attrs), "{\"event\":\"%s\",\"currency\":\"%s\"}", event, t->currency);
     bv_uuid7(oid);
-    bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO outbox(id, topic, payload, attributes, created_at) "
+    bv_stmt_t *s = bv_tx_prepare(tx, "INSERT OR FAIL INTO outbox(id, topic, payload, attributes, created_at) "
                                      "VALUES (?, 'ledger', ?, ?, ?)");
     if (s == NULL)
         return BV_EIO;
-    bv_stmt_bind_text(s, 1, oid, -1);
-    bv_stmt_bind_text(s, 2, lg->scratch.data, (int)lg->scratch.len);
-    bv_stmt_bind_text(s, 3, attrs, -1);
+    bv_stmt_bind_text_ref(s, 1, oid, -1);
+    bv_stmt_bind_text_ref(s, 2, lg->scratch.data, (int)lg->scratch.len);
+    bv_stmt_bind_text_ref(s, 3, attrs, -1);
     bv_stmt_bind_int64(s, 4, now);
     rc = bv_stmt_step(s);
     bv_stmt_reset(s);
@@ -698,27 +704,27 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
     } else if ((rc = move(lg, d, c, req->amount)) != 0) {
         return rc;
     }
-    bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, "
+    bv_stmt_t *s = bv_tx_prepare(tx, "INSERT OR FAIL INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, "
                                      "posted_amount, status, pending, expires_at, description, reverses, created_at, "
                                      "posted_at, debit_balance_after, credit_balance_after) "
                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_int64(s, 1, rid);
-    bv_stmt_bind_text(s, 2, t->id, -1);
-    bv_stmt_bind_text(s, 3, t->reference, -1);
+    bv_stmt_bind_text_ref(s, 2, t->id, -1); /* t outlives the step below */
+    bv_stmt_bind_text_ref(s, 3, t->reference, -1);
     bv_stmt_bind_int64(s, 4, d->rid);
     bv_stmt_bind_int64(s, 5, c->rid);
-    bv_stmt_bind_text(s, 6, t->currency, -1);
+    bv_stmt_bind_text_ref(s, 6, t->currency, -1);
     bv_stmt_bind_int64(s, 7, t->amount);
     bv_stmt_bind_int64(s, 8, t->posted_amount);
-    bv_stmt_bind_text(s, 9, t->status, -1);
+    bv_stmt_bind_text_ref(s, 9, t->status, -1);
     bv_stmt_bind_int64(s, 10, t->pending);
     if (t->expires_at != 0)
         bv_stmt_bind_int64(s, 11, t->expires_at);
     else
         bv_stmt_bind_null(s, 11);
-    bv_stmt_bind_text(s, 12, t->description, -1);
+    bv_stmt_bind_text_ref(s, 12, t->description, -1);
     if (reverses_rid != 0)
         bv_stmt_bind_int64(s, 13, reverses_rid);
     else

@@ -94,6 +94,9 @@ int bv_tx_before_commit(bv_tx_t *tx, int (*fn)(bv_tx_t *tx, void *arg), void *ar
 bv_stmt_t *bv_tx_prepare(bv_tx_t *tx, const char *sql);
 int bv_stmt_bind_int64(bv_stmt_t *s, int idx, int64_t v);
 int bv_stmt_bind_text(bv_stmt_t *s, int idx, const char *v, int len); /* len < 0: strlen; NULL v binds NULL */
+/* Like bv_stmt_bind_text, but v is not copied: it must stay unchanged until the statement
+ * has been stepped and reset. For hot paths whose values sit in the caller's frame. */
+int bv_stmt_bind_text_ref(bv_stmt_t *s, int idx, const char *v, int len);
 int bv_stmt_bind_blob(bv_stmt_t *s, int idx, const void *v, size_t len);
 int bv_stmt_bind_null(bv_stmt_t *s, int idx);
 /* BV_ROW (1) when a row is available, BV_DONE (0) when finished, else BV_ECONFLICT for a

@@ -185,7 +185,7 @@ static int conn_open(bv_store_t *st, int writer, conn_t **out)
     sqlite3_extended_result_codes(c->db, 1);
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA busy_timeout=%d; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
-             "PRAGMA foreign_keys=ON; PRAGMA cache_size=-%d; %s",
+             "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d; %s",
              /* the writer's commits are fsynced by the syncer thread (see the top) */
              st->busy_timeout_ms, writer ? "NORMAL" : "FULL", writer ? 65536 : 16384,
              /* The checkpointer thread keeps the WAL short; the writer checkpoints itself only
@@ -267,6 +267,12 @@ int bv_stmt_bind_text(bv_stmt_t *s, int idx, const char *v, int len)
     if (v == NULL)
         return bind_rc(s, sqlite3_bind_null(S(s), idx));
     return bind_rc(s, sqlite3_bind_text(S(s), idx, v, len, SQLITE_TRANSIENT));
+}
+int bv_stmt_bind_text_ref(bv_stmt_t *s, int idx, const char *v, int len)
+{
+    if (v == NULL)
+        return bind_rc(s, sqlite3_bind_null(S(s), idx));
+    return bind_rc(s, sqlite3_bind_text(S(s), idx, v, len, SQLITE_STATIC));
 }
 int bv_stmt_bind_blob(bv_stmt_t *s, int idx, const void *v, size_t len)
 {
@@ -403,7 +409,21 @@ static void run_batch(bv_store_t *st, job_t *batch, size_t n)
             j->rc = rc;
         goto finish;
     }
-    for (job_t *j = batch; j != NULL; j = j->next) {
+    if (n == 1) {
+        /* alone in its batch: the batch is the job's savepoint (a SAVEPOINT would make SQLite
+           copy every page the job changes into a sub-journal, for nothing) */
+        tx.job = batch;
+        batch->rc = batch->fn(&tx, batch->arg);
+        tx.job = NULL;
+        if (batch->rc < 0) {
+            atomic_fetch_add(&st->jobs_failed, 1);
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            free_hooks(batch->after);
+            batch->after = NULL;
+            goto finish;
+        }
+    }
+    for (job_t *j = n == 1 ? NULL : batch; j != NULL; j = j->next) {
         tx.job = j;
         if ((rc = conn_exec(c, "SAVEPOINT job")) != 0) {
             j->rc = rc;

@@ -111,6 +111,15 @@ static void test_time_parse_format(void **state)
     assert_int_equal(us, 1795342830LL * 1000000);
     bv_time_format(us + 123456, out);
     assert_string_equal(out, "2026-11-22T10:20:30.123456Z");
+    bv_time_format(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.000000Z");
+    bv_time_format(-1, out); /* a microsecond before the epoch */
+    assert_string_equal(out, "1969-12-31T23:59:59.999999Z");
+    bv_time_format(253402300799999999LL, out); /* the last microsecond of 9999 */
+    assert_string_equal(out, "9999-12-31T23:59:59.999999Z");
+    assert_int_equal(bv_time_parse("2000-02-29T09:08:07.000001Z", &us), 0);
+    bv_time_format(us, out);
+    assert_string_equal(out, "2000-02-29T09:08:07.000001Z");
     assert_int_equal(bv_time_parse("2026-11-22T10:20:30.5+02:00", &us), 0);
     assert_int_equal(us, (1795342830LL - 7200) * 1000000 + 500000);
     assert_int_equal(bv_time_parse("2026-11-22", &us), 0);
