@@ -1153,6 +1153,7 @@ static void run_ops(bv_ledger_t *lg, op_t *ops, bool pipelined)
         pthread_mutex_unlock(&lg->mu);
         rc = bv_store_write_pipelined(lg->st, run_job, &job, job_durable, ops);
     } else {
+        atomic_store(&ops->release_refs, 1); /* the caller's release_ops is the only one */
         rc = bv_store_write(lg->st, run_job, &job);
     }
     if (rc == 0)
