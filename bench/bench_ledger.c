@@ -1,6 +1,7 @@
 /* Ledger engine benchmark (issue 4). In-process: store + ledger engine, no HTTP.
  *
  *   bench_ledger [--accounts N] [--transfers N] [--threads N] [--batch N] [--naive N] [--dir D]
+ *   bench_ledger --memory N [--accounts N] [--dir D]
  *
  * Runs, in one process and on one machine:
  *   1. uniform random pairs among N accounts, T client threads each submitting batches of B
@@ -10,7 +11,9 @@
  *   4. the naive baseline: one SQLite transaction per transfer on the same schema (read both
  *      accounts, update two balances, insert the transfer with its postings and an outbox
  *      row; no audit record), synchronous=FULL, opened directly with sqlite3
- * and prints transfers/s with ratios, plus the resident set before and after. */
+ * and prints transfers/s with ratios, plus the resident set before and after.
+ * With --memory N it only runs N uniform transfers (4 clients, full batches) and samples the
+ * resident set every N/10: the memory goal is a flat resident set over 10 million. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -26,7 +29,7 @@
 #include "store/store.h"
 
 static int n_accounts = 10000, n_threads = 16, batch = 256, n_naive = 2000;
-static long n_transfers = 200000;
+static long n_transfers = 200000, n_memory = 0;
 static bv_ledger_t *lg;
 static char (*ids)[BV_UUID_STR_LEN + 1];
 static char funding_id[BV_UUID_STR_LEN + 1];
@@ -223,6 +226,8 @@ int main(int argc, char **argv)
             batch = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--naive") == 0)
             n_naive = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--memory") == 0)
+            n_memory = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--dir") == 0)
             snprintf(dir, sizeof(dir), "%s", argv[i + 1]);
     }
@@ -279,6 +284,29 @@ int main(int argc, char **argv)
         free(refs);
     }
     long rss0 = rss_kb();
+    if (n_memory > 0) { /* the memory run */
+        long step = n_memory / 10, lo = 0, hi = 0, first = 0, failed = 0;
+        int64_t t0 = bv_mono_us();
+        printf("memory run: %ld uniform transfers (4 clients, batches of %d), resident set every %ld:\n", n_memory,
+               BV_LEDGER_BATCH_MAX, step);
+        for (int k = 1; k <= 10; k++) {
+            run_clients(step, 0, 0, 4, BV_LEDGER_BATCH_MAX);
+            failed += atomic_load(&n_failed);
+            long r = rss_kb();
+            if (k == 1)
+                first = lo = hi = r;
+            lo = r < lo ? r : lo;
+            hi = r > hi ? r : hi;
+            printf("  after %9ld: %8ld kB  (%.0f transfers/s so far)\n", step * k, r,
+                   (double)(step * k) / ((double)(bv_mono_us() - t0) / 1e6));
+        }
+        printf("resident set from the first sample on: %ld..%ld kB, %+.1f%% / %+.1f%% of the first (goal: within "
+               "10%%)\n",
+               lo, hi, 100.0 * (double)(lo - first) / (double)first, 100.0 * (double)(hi - first) / (double)first);
+        bv_ledger_close(lg);
+        bv_store_close(st);
+        return failed > 0 ? 1 : 0;
+    }
     printf("bench_ledger: %d accounts, %ld transfers per run, %d client threads, batch %d, every commit fsynced "
            "before it is answered, dir %s\n",
            n_accounts, n_transfers, n_threads, batch, dir);
