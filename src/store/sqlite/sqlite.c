@@ -516,51 +516,66 @@ static void release(synced_t *sy)
     }
 }
 
+/* The after-commit hooks of every job of a batch, taken off the jobs. */
+static hook_t *take_hooks(job_t *batch)
+{
+    hook_t *all = NULL;
+    for (job_t *j = batch; j != NULL; j = j->next) {
+        hook_t *h = j->after;
+        while (h != NULL) {
+            hook_t *hn = h->next;
+            h->next = all;
+            all = h;
+            h = hn;
+        }
+        j->after = NULL;
+    }
+    return all;
+}
+
+/* Out of memory for the syncer's record: once the syncer is idle, sync and release here,
+ * in the same order (hooks, then callers and durable callbacks). */
+static void release_here(bv_store_t *st, job_t *batch)
+{
+    pthread_mutex_lock(&st->mu);
+    while (st->sync_head != NULL || st->syncing)
+        pthread_cond_wait(&st->cond_synced, &st->mu);
+    pthread_mutex_unlock(&st->mu);
+    sync_wal(st);
+    hook_t *after = take_hooks(batch);
+    for (hook_t *h = after; h != NULL; h = h->next)
+        h->after(h->arg);
+    free_hooks(after);
+    for (job_t *j = batch; j != NULL;) {
+        job_t *nx = j->next; /* read before posting: the job lives on the caller's stack */
+        void (*fn)(void *) = j->durable;
+        void *darg = j->darg;
+        sem_post(&j->done);
+        if (fn != NULL)
+            fn(darg);
+        j = nx;
+    }
+}
+
 /* Called by the writer once a batch has committed (or failed): pipelined callers learn
  * their result now; everything else is released by the syncer once durable. */
 static void hand_to_syncer(bv_store_t *st, job_t *batch, size_t n)
 {
     synced_t *sy = malloc(sizeof(*sy) + n * sizeof(release_t));
-    if (sy == NULL) { /* cannot defer: once the syncer is idle, sync and release here */
-        pthread_mutex_lock(&st->mu);
-        while (st->sync_head != NULL || st->syncing)
-            pthread_cond_wait(&st->cond_synced, &st->mu);
-        pthread_mutex_unlock(&st->mu);
-        sync_wal(st);
+    if (sy == NULL) {
+        release_here(st, batch);
+        return;
     }
-    synced_t local = {0};
-    synced_t *d = sy != NULL ? sy : &local;
-    *d = (synced_t){0};
+    *sy = (synced_t){.after = take_hooks(batch)};
     for (job_t *j = batch; j != NULL;) {
         job_t *nx = j->next; /* read before posting: the job lives on the caller's stack */
-        hook_t *h = j->after;
-        while (h != NULL) { /* in registration order across the batch */
-            hook_t *hn = h->next;
-            h->next = d->after;
-            d->after = h;
-            h = hn;
-        }
-        j->after = NULL;
         if (j->durable != NULL) {
-            void (*fn)(void *) = j->durable;
-            void *darg = j->darg;
-            sem_post(&j->done); /* the caller goes on; fn(darg) follows once durable */
-            if (sy != NULL)
-                sy->rel[sy->n++] = (release_t){.durable = fn, .darg = darg};
-            else
-                fn(darg);
-        } else if (sy != NULL) {
-            sy->rel[sy->n++] = (release_t){.done = &j->done};
+            sy->rel[sy->n++] = (release_t){.durable = j->durable, .darg = j->darg};
+            sem_post(&j->done); /* the caller goes on; durable(darg) follows once durable */
         } else {
-            sem_post(&j->done);
+            sy->rel[sy->n++] = (release_t){.done = &j->done};
         }
         j = nx;
-    }
-    if (sy == NULL) {
-        for (hook_t *h = local.after; h != NULL; h = h->next)
-            h->after(h->arg);
-        free_hooks(local.after);
-        return;
     }
     pthread_mutex_lock(&st->mu);
     if (st->sync_tail != NULL)
