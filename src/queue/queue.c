@@ -314,7 +314,7 @@ int bv_queue_send(bv_tx_t *tx, const char *queue, const bv_queue_send_t *m, char
     if (m->attributes != NULL && (attrs = json_dumps(m->attributes, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
         return BV_ENOMEM;
     s = bv_tx_prepare(
-        tx, "INSERT INTO queue_messages(id, queue, body, attributes, group_id, dedup_id, visible_at, "
+        tx, "INSERT OR FAIL INTO queue_messages(id, queue, body, attributes, group_id, dedup_id, visible_at, "
             "created_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)");
     if (s == NULL) {
         free(attrs);
@@ -451,7 +451,7 @@ static int claim_job(bv_tx_t *tx, void *arg)
             if (rc == 0) {
                 queue_receipt_make(seqs[i], qc.fifo, rows[i].receipt);
                 s = bv_tx_prepare(
-                    tx, "UPDATE queue_messages SET visible_at=?2, receive_count=receive_count+1, "
+                    tx, "UPDATE OR FAIL queue_messages SET visible_at=?2, receive_count=receive_count+1, "
                         "first_received_at=coalesce(first_received_at, ?3), receipt=?4 WHERE seq=?1");
                 if (s == NULL) {
                     rc = BV_EIO;
