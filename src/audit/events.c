@@ -238,7 +238,7 @@ static void on_list_events(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"GET", "/v1/audit/events", on_list_events, "audit:read", 0, 0},
+    {"GET", "/v1/audit/events", on_list_events, "audit:read", 0, 0, NULL},
 };
 
 int bv_audit_module_routes(bv_app_t *app)

@@ -34,7 +34,7 @@ static const setting_t settings[] = {
     {"TLS_KEY", T_STR, S(tls_key), "", 0, 0, 0, NULL, "TLS private key (PEM)"},
     {"THREADS", T_INT, S(threads), "0", 0, 256, 0, NULL, "event-loop threads, 0 = cores"},
     {"WORKERS", T_INT, S(workers), "0", 0, 1024, 0, NULL, "worker threads for writes, 0 = max(32, 8 x cores)"},
-    {"READ_WORKERS", T_INT, S(read_workers), "0", 0, 1024, 0, NULL, "worker threads for GET/HEAD, 0 = 2 x cores + 2"},
+    {"READ_WORKERS", T_INT, S(read_workers), "0", 0, 1024, 0, NULL, "worker threads for GET/HEAD and requests that wait for no commit, 0 = 2 x cores + 2"},
     {"LOG_LEVEL", T_LEVEL, S(log_level_name), "info", 0, 0, 0, NULL, "debug|info|warn|error"},
     {"ADMIN_TOKEN", T_STR, S(admin_token), "", 0, 0, 1, NULL, "bootstrap admin bearer token (>= 32 chars), empty disables"},
     {"CORS_ORIGINS", T_STR, S(cors_origins), "", 0, 0, 0, NULL, "comma-separated allowed CORS origins"},

@@ -390,13 +390,13 @@ static void on_lookup(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"GET", "/core/v1/customers/{customer_id}/accounts", on_customer_accounts, "core", 0, 0},
-    {"GET", "/core/v1/accounts", on_account_by_number, "core", 0, 0},
-    {"GET", "/core/v1/accounts/{id}", on_account, "core", 0, 0},
-    {"GET", "/core/v1/accounts/{id}/movements", on_movements, "core", 0, 0},
-    {"GET", "/core/v1/accounts/{id}/statement", on_statement, "core", 0, 0},
-    {"POST", "/core/v1/transfers", on_execute, "core", 4096, 0},
-    {"GET", "/core/v1/transfers", on_lookup, "core", 0, 0},
+    {"GET", "/core/v1/customers/{customer_id}/accounts", on_customer_accounts, "core", 0, 0, NULL},
+    {"GET", "/core/v1/accounts", on_account_by_number, "core", 0, 0, NULL},
+    {"GET", "/core/v1/accounts/{id}", on_account, "core", 0, 0, NULL},
+    {"GET", "/core/v1/accounts/{id}/movements", on_movements, "core", 0, 0, NULL},
+    {"GET", "/core/v1/accounts/{id}/statement", on_statement, "core", 0, 0, NULL},
+    {"POST", "/core/v1/transfers", on_execute, "core", 4096, 0, NULL},
+    {"GET", "/core/v1/transfers", on_lookup, "core", 0, 0, NULL},
 };
 
 /* ---- authentication and metrics ---- */

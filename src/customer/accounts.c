@@ -100,8 +100,8 @@ out:
 }
 
 const bv_route_t customer_account_routes[] = {
-    {"GET", "/v1/me/accounts", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/accounts/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/accounts/{id}/movements", on_movements, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/accounts", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/accounts/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/accounts/{id}/movements", on_movements, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
 };
 const size_t customer_n_account_routes = sizeof(customer_account_routes) / sizeof(customer_account_routes[0]);

@@ -115,7 +115,7 @@ out:
 }
 
 const bv_route_t customer_me_routes[] = {
-    {"GET", "/v1/me", on_me, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/summary", on_summary, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me", on_me, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/summary", on_summary, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
 };
 const size_t customer_n_me_routes = sizeof(customer_me_routes) / sizeof(customer_me_routes[0]);

@@ -213,7 +213,7 @@ out:
 }
 
 const bv_route_t customer_prefs_routes[] = {
-    {"GET", "/v1/me/notification-preferences", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"PUT", "/v1/me/notification-preferences", on_put, "banking:write", PREFS_BODY_MAX, BV_ROUTE_CUSTOMER},
+    {"GET", "/v1/me/notification-preferences", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"PUT", "/v1/me/notification-preferences", on_put, "banking:write", PREFS_BODY_MAX, BV_ROUTE_CUSTOMER, NULL},
 };
 const size_t customer_n_prefs_routes = sizeof(customer_prefs_routes) / sizeof(customer_prefs_routes[0]);

@@ -70,6 +70,11 @@ typedef struct {
     const char *scope;   /* NULL = public; "" = any authenticated principal; else the scope required */
     size_t body_limit;   /* bytes; 0 = the route takes no body */
     unsigned flags;
+    /* Optional, for a write route whose common requests wait for no commit: returns 1 when
+     * this request will not (decided on the loop from the request alone, cheaply). Such a
+     * request runs on the small read pool with GET/HEAD instead of the large write pool,
+     * where CPU-bound work competes with many threads parked on commits. */
+    int (*is_short)(bv_call_t *c);
 } bv_route_t;
 
 /* ---- a call: one request being handled ---- */

@@ -532,7 +532,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     *(pending_t **)pd->dispose_slot = pd;
     th->in_flight++;
     int is_read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+                  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) ||
+                  (entry->route->is_short != NULL && entry->route->is_short(c));
     if (pool_submit(is_read ? srv->read_pool : srv->pool, run_on_worker, pd) != 0) {
         th->in_flight--;
         *(pending_t **)pd->dispose_slot = NULL;

@@ -318,11 +318,11 @@ static void on_statement(bv_call_t *c)
 }
 
 const bv_route_t ledger_account_routes[] = {
-    {"POST", "/v1/accounts", on_create, "ledger:write", 4096, 0},
-    {"GET", "/v1/accounts/{id}", on_get, "ledger:read", 0, 0},
-    {"PATCH", "/v1/accounts/{id}", on_patch, "ledger:write", 1024, 0},
-    {"GET", "/v1/accounts/{id}/movements", on_movements, "ledger:read", 0, 0},
-    {"GET", "/v1/accounts/{id}/balance", on_balance, "ledger:read", 0, 0},
-    {"GET", "/v1/accounts/{id}/statement", on_statement, "ledger:read", 0, 0},
+    {"POST", "/v1/accounts", on_create, "ledger:write", 4096, 0, NULL},
+    {"GET", "/v1/accounts/{id}", on_get, "ledger:read", 0, 0, NULL},
+    {"PATCH", "/v1/accounts/{id}", on_patch, "ledger:write", 1024, 0, NULL},
+    {"GET", "/v1/accounts/{id}/movements", on_movements, "ledger:read", 0, 0, NULL},
+    {"GET", "/v1/accounts/{id}/balance", on_balance, "ledger:read", 0, 0, NULL},
+    {"GET", "/v1/accounts/{id}/statement", on_statement, "ledger:read", 0, 0, NULL},
 };
 const size_t ledger_n_account_routes = sizeof(ledger_account_routes) / sizeof(ledger_account_routes[0]);

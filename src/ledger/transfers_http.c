@@ -391,12 +391,12 @@ out:
 }
 
 const bv_route_t ledger_transfer_routes[] = {
-    {"POST", "/v1/ledger/transfers", on_create, "ledger:write", 8192, 0},
-    {"GET", "/v1/ledger/transfers", on_list, "ledger:read", 0, 0},
-    {"GET", "/v1/ledger/transfers/{id}", on_get, "ledger:read", 0, 0},
-    {"POST", "/v1/ledger/transfers/{id}/post", on_post, "ledger:write", 1024, 0},
-    {"POST", "/v1/ledger/transfers/{id}/void", on_void, "ledger:write", 1024, 0},
-    {"POST", "/v1/ledger/transfers/{id}/reversal", on_reversal, "ledger:write", 2048, 0},
-    {"POST", "/v1/ledger/batches", on_batch, "ledger:write", 8u << 20, 0},
+    {"POST", "/v1/ledger/transfers", on_create, "ledger:write", 8192, 0, NULL},
+    {"GET", "/v1/ledger/transfers", on_list, "ledger:read", 0, 0, NULL},
+    {"GET", "/v1/ledger/transfers/{id}", on_get, "ledger:read", 0, 0, NULL},
+    {"POST", "/v1/ledger/transfers/{id}/post", on_post, "ledger:write", 1024, 0, NULL},
+    {"POST", "/v1/ledger/transfers/{id}/void", on_void, "ledger:write", 1024, 0, NULL},
+    {"POST", "/v1/ledger/transfers/{id}/reversal", on_reversal, "ledger:write", 2048, 0, NULL},
+    {"POST", "/v1/ledger/batches", on_batch, "ledger:write", 8u << 20, 0, NULL},
 };
 const size_t ledger_n_transfer_routes = sizeof(ledger_transfer_routes) / sizeof(ledger_transfer_routes[0]);

@@ -445,12 +445,12 @@ static void on_totp_resync(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"POST", "/v1/otp/challenges", on_create, "openid", 4096, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/otp/challenges/{id}/verify", on_verify, "openid", 4096, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/me/totp", on_totp_enrol, "openid", 0, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/me/totp/confirm", on_totp_confirm, "openid", 1024, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/me/totp/resync", on_totp_resync, "openid", 1024, BV_ROUTE_CUSTOMER},
-    {"DELETE", "/v1/me/totp", on_totp_revoke, "openid", 0, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/otp/challenges", on_create, "openid", 4096, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/otp/challenges/{id}/verify", on_verify, "openid", 4096, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/me/totp", on_totp_enrol, "openid", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/me/totp/confirm", on_totp_confirm, "openid", 1024, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/me/totp/resync", on_totp_resync, "openid", 1024, BV_ROUTE_CUSTOMER, NULL},
+    {"DELETE", "/v1/me/totp", on_totp_revoke, "openid", 0, BV_ROUTE_CUSTOMER, NULL},
 };
 
 int bv_mfa_module_routes(bv_app_t *app)

@@ -131,8 +131,8 @@ static void on_list(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"GET", "/v1/notifications", on_list, "notify:read", 0, 0},
-    {"GET", "/v1/notifications/{id}/deliveries", on_deliveries, "notify:read", 0, 0},
+    {"GET", "/v1/notifications", on_list, "notify:read", 0, 0, NULL},
+    {"GET", "/v1/notifications/{id}/deliveries", on_deliveries, "notify:read", 0, 0, NULL},
 };
 
 int bv_notify_module_routes(bv_app_t *app)

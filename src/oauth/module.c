@@ -64,18 +64,38 @@ static int authenticate(void *cls, const char *token, size_t len, bv_principal_t
 /* ---- routes ---- */
 #define FORM_LIMIT 16384
 
+/* A client_credentials grant authenticated by a client secret writes nothing (the token is
+ * signed, not stored): it is CPU work and runs on the small pool. Every other grant, and a
+ * private_key_jwt assertion (its jti is recorded), may wait for a commit. */
+static int token_is_short(bv_call_t *c)
+{
+    oauth_form_t f;
+    if (c->body == NULL || oauth_form_parse(&c->arena, c->body, c->body_len, &f) != 0)
+        return 0;
+    const char *grant = oauth_form_get(&f, "grant_type");
+    return grant != NULL && strcmp(grant, "client_credentials") == 0 &&
+           oauth_form_get(&f, "client_assertion") == NULL;
+}
+
+/* Introspection only reads. */
+static int always_short(bv_call_t *c)
+{
+    (void)c;
+    return 1;
+}
+
 static const bv_route_t routes[] = {
-    {"GET", "/.well-known/openid-configuration", oauth_on_discovery, NULL, 0, BV_ROUTE_ON_LOOP},
-    {"GET", "/oauth2/jwks", oauth_on_jwks, NULL, 0, 0},
-    {"GET", "/oauth2/authorize", oauth_on_authorize, NULL, 0, 0},
-    {"POST", "/oauth2/login", oauth_on_login, NULL, 8192, BV_ROUTE_FORM},
-    {"POST", "/oauth2/token", oauth_on_token, NULL, FORM_LIMIT, BV_ROUTE_FORM},
-    {"POST", "/oauth2/introspect", oauth_on_introspect, NULL, FORM_LIMIT, BV_ROUTE_FORM},
-    {"POST", "/oauth2/revoke", oauth_on_revoke, NULL, FORM_LIMIT, BV_ROUTE_FORM},
-    {"GET", "/oauth2/userinfo", oauth_on_userinfo, "openid", 0, 0},
-    {"POST", "/oauth2/userinfo", oauth_on_userinfo, "openid", 1024, BV_ROUTE_FORM},
-    {"GET", "/oauth2/logout", oauth_on_logout, NULL, 0, 0},
-    {"POST", "/oauth2/logout", oauth_on_logout, NULL, 8192, BV_ROUTE_FORM},
+    {"GET", "/.well-known/openid-configuration", oauth_on_discovery, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"GET", "/oauth2/jwks", oauth_on_jwks, NULL, 0, 0, NULL},
+    {"GET", "/oauth2/authorize", oauth_on_authorize, NULL, 0, 0, NULL},
+    {"POST", "/oauth2/login", oauth_on_login, NULL, 8192, BV_ROUTE_FORM, NULL},
+    {"POST", "/oauth2/token", oauth_on_token, NULL, FORM_LIMIT, BV_ROUTE_FORM, token_is_short},
+    {"POST", "/oauth2/introspect", oauth_on_introspect, NULL, FORM_LIMIT, BV_ROUTE_FORM, always_short},
+    {"POST", "/oauth2/revoke", oauth_on_revoke, NULL, FORM_LIMIT, BV_ROUTE_FORM, NULL},
+    {"GET", "/oauth2/userinfo", oauth_on_userinfo, "openid", 0, 0, NULL},
+    {"POST", "/oauth2/userinfo", oauth_on_userinfo, "openid", 1024, BV_ROUTE_FORM, NULL},
+    {"GET", "/oauth2/logout", oauth_on_logout, NULL, 0, 0, NULL},
+    {"POST", "/oauth2/logout", oauth_on_logout, NULL, 8192, BV_ROUTE_FORM, NULL},
 };
 
 int bv_oauth_module_init(bv_app_t *app)

@@ -69,9 +69,9 @@ static void on_metrics(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"GET", "/healthz", on_healthz, NULL, 0, BV_ROUTE_ON_LOOP},
-    {"GET", "/readyz", on_readyz, NULL, 0, 0},
-    {"GET", "/metrics", on_metrics, "metrics:read", 0, 0},
+    {"GET", "/healthz", on_healthz, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"GET", "/readyz", on_readyz, NULL, 0, 0, NULL},
+    {"GET", "/metrics", on_metrics, "metrics:read", 0, 0, NULL},
 };
 
 int bv_ops_routes(bv_app_t *app)

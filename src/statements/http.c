@@ -403,7 +403,7 @@ static void on_get(bv_call_t *c)
 }
 
 const bv_route_t statements_routes[] = {
-    {"POST", "/v1/me/statements", on_create, "banking:read", 4096, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/statements/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/statements", on_create, "banking:read", 4096, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/statements/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
 };
 const size_t statements_n_routes = sizeof(statements_routes) / sizeof(statements_routes[0]);

@@ -804,10 +804,10 @@ static void on_list(bv_call_t *c)
 }
 
 const bv_route_t tr_routes[] = {
-    {"POST", "/v1/me/transfers", on_create, "banking:write", 4096, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/transfers", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"GET", "/v1/me/transfers/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/me/transfers/{id}/confirm", on_confirm, "banking:write", 1024, BV_ROUTE_CUSTOMER},
-    {"POST", "/v1/me/transfers/{id}/challenge", on_challenge, "banking:write", 256, BV_ROUTE_CUSTOMER},
+    {"POST", "/v1/me/transfers", on_create, "banking:write", 4096, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/transfers", on_list, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"GET", "/v1/me/transfers/{id}", on_get, "banking:read", 0, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/me/transfers/{id}/confirm", on_confirm, "banking:write", 1024, BV_ROUTE_CUSTOMER, NULL},
+    {"POST", "/v1/me/transfers/{id}/challenge", on_challenge, "banking:write", 256, BV_ROUTE_CUSTOMER, NULL},
 };
 const size_t tr_n_routes = sizeof(tr_routes) / sizeof(tr_routes[0]);

@@ -31,6 +31,18 @@ static void on_slow(bv_call_t *c)
 
 static void on_fast(bv_call_t *c) { bv_reply_raw(c, 200, "text/plain", "fast", 4); }
 
+/* /hold keeps a write-pool worker until released; /classify is short when its body says so */
+static atomic_int hold_release, holding;
+static void on_hold(bv_call_t *c)
+{
+    atomic_fetch_add(&holding, 1);
+    for (int i = 0; i < 300 && !atomic_load(&hold_release); i++)
+        usleep(10000);
+    atomic_fetch_sub(&holding, 1);
+    bv_reply_raw(c, 200, "text/plain", "held", 4);
+}
+static int classify_short(bv_call_t *c) { return c->body != NULL && strstr(c->body, "short") != NULL; }
+
 typedef struct {
     const char *name;
     int64_t n;
@@ -54,13 +66,15 @@ static void on_echo(bv_call_t *c)
 }
 
 static const bv_route_t routes[] = {
-    {"GET", "/slow", on_slow, NULL, 0, 0},
-    {"GET", "/fast", on_fast, NULL, 0, BV_ROUTE_ON_LOOP},
-    {"POST", "/things/{id}/echo", on_echo, "things:write", 100, 0},
-    {"GET", "/things/{id}/echo", on_fast, NULL, 0, BV_ROUTE_ON_LOOP},
+    {"GET", "/slow", on_slow, NULL, 0, 0, NULL},
+    {"POST", "/hold", on_hold, NULL, 100, 0, NULL},
+    {"POST", "/classify", on_fast, NULL, 100, 0, classify_short},
+    {"GET", "/fast", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"POST", "/things/{id}/echo", on_echo, "things:write", 100, 0, NULL},
+    {"GET", "/things/{id}/echo", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
     /* the largest route limit (1000) is the transport's cap: bodies between 100 and 1000
      * bytes reach the echo route's own check */
-    {"PUT", "/things/{id}/echo", on_echo, "things:write", 1000, 0},
+    {"PUT", "/things/{id}/echo", on_echo, "things:write", 1000, 0, NULL},
 };
 
 static const char *TOKEN = "test-admin-token-0123456789abcdefghijkl";
@@ -320,9 +334,9 @@ static void test_router_unit(void **state)
     (void)state;
     router_t r = {0};
     static const bv_route_t rs[] = {
-        {"GET", "/v1/accounts/{id}", on_fast, NULL, 0, 0},
-        {"GET", "/v1/accounts/{id}/movements", on_fast, NULL, 0, 0},
-        {"POST", "/v1/accounts", on_fast, NULL, 0, 0},
+        {"GET", "/v1/accounts/{id}", on_fast, NULL, 0, 0, NULL},
+        {"GET", "/v1/accounts/{id}/movements", on_fast, NULL, 0, 0, NULL},
+        {"POST", "/v1/accounts", on_fast, NULL, 0, 0, NULL},
     };
     for (int i = 0; i < 3; i++)
         assert_int_equal(router_add(&r, &rs[i], NULL), 0);
@@ -361,6 +375,64 @@ static void *slow_client(void *arg)
     char **out = arg;
     *out = roundtrip("GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5000);
     return NULL;
+}
+
+/* A write route's request that its is_short says waits for no commit runs on the read
+ * pool: it is answered while every write worker is busy; the same route's other requests
+ * wait for a write worker. */
+static void *hold_client(void *arg)
+{
+    (void)arg;
+    free(roundtrip("POST /hold HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                   "Connection: close\r\n\r\n{}",
+                   4000));
+    return NULL;
+}
+
+typedef struct {
+    const char *body;
+    char *resp;
+    int64_t took_us;
+} classify_t;
+
+static void *classify_client(void *arg)
+{
+    classify_t *k = arg;
+    char raw[256];
+    snprintf(raw, sizeof(raw),
+             "POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s",
+             strlen(k->body), k->body);
+    int64_t t0 = bv_mono_us();
+    k->resp = roundtrip(raw, 4000);
+    k->took_us = bv_mono_us() - t0;
+    return NULL;
+}
+
+static void test_short_requests_skip_the_write_pool(void **state)
+{
+    (void)state;
+    pthread_t holds[4], tl;
+    atomic_store(&hold_release, 0);
+    for (int i = 0; i < 4; i++) /* BOVEDA_WORKERS=4: every write worker held */
+        pthread_create(&holds[i], NULL, hold_client, NULL);
+    for (int i = 0; i < 200 && atomic_load(&holding) < 4; i++)
+        usleep(5000);
+    assert_int_equal(atomic_load(&holding), 4);
+    classify_t quick = {.body = "{\"k\":\"short\"}"}, slow = {.body = "{\"k\":\"long\"}"};
+    pthread_create(&tl, NULL, classify_client, &slow);
+    classify_client(&quick);
+    assert_non_null(strstr(quick.resp, "HTTP/1.1 200"));
+    assert_true(quick.took_us < 1000000); /* not behind the held workers (they hold for 3 s) */
+    usleep(100000);
+    assert_int_equal(atomic_load(&holding), 4); /* the long one still waits for a worker */
+    atomic_store(&hold_release, 1);
+    pthread_join(tl, NULL);
+    assert_non_null(strstr(slow.resp, "HTTP/1.1 200"));
+    for (int i = 0; i < 4; i++)
+        pthread_join(holds[i], NULL);
+    free(quick.resp);
+    free(slow.resp);
 }
 
 static void test_graceful_stop_finishes_in_flight(void **state)
@@ -410,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_header_flood_rejected),
         cmocka_unit_test(test_client_disconnect_mid_request),
         cmocka_unit_test(test_slow_client_is_cut_off),
+        cmocka_unit_test(test_short_requests_skip_the_write_pool),
         cmocka_unit_test(test_graceful_stop_finishes_in_flight),
     };
     return cmocka_run_group_tests_name("http server", tests, setup, teardown);
