@@ -9,8 +9,9 @@
  *   2. the same two with every credit going to one hot account
  *   3. T client threads each submitting single transfers (coalesced by the engine)
  *   4. the naive baseline: one SQLite transaction per transfer on the same schema (read both
- *      accounts, update two balances, insert the transfer with its postings and an outbox
- *      row; no audit record), synchronous=FULL, opened directly with sqlite3
+ *      accounts, insert the transfer with its postings and chain links, update two balances and
+ *      chain heads with the anchors due, insert an outbox row; no audit record),
+ *      synchronous=FULL, opened directly with sqlite3
  * and prints transfers/s with ratios, plus the resident set before and after.
  * With --memory N it only runs N uniform transfers (4 clients, full batches) and samples the
  * resident set every N/10: the memory goal is a flat resident set over 10 million. */
@@ -124,7 +125,7 @@ static double run_clients(long total, int hot, int single, int threads, int per_
 static double run_naive(const char *path, int n)
 {
     sqlite3 *db = NULL;
-    sqlite3_stmt *sel, *ins_t, *upd, *ins_o;
+    sqlite3_stmt *sel, *ins_t, *upd, *ins_o, *ins_a;
     int64_t rids[2];
     uint64_t seed = 42;
     if (sqlite3_open(path, &db) != SQLITE_OK)
@@ -132,13 +133,20 @@ static double run_naive(const char *path, int n)
     sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     sqlite3_prepare_v2(db, "SELECT rid, balance - holds + overdraft_limit FROM ledger_accounts WHERE id = ?", -1, &sel,
                        NULL);
+    /* the transfer with both balances after it and its links into both movement chains */
     sqlite3_prepare_v2(db, "INSERT INTO ledger_transfers(id, reference, debit, credit, currency, amount, "
-                           "posted_amount, status, created_at, posted_at, debit_balance_after, credit_balance_after) "
+                           "posted_amount, status, created_at, posted_at, debit_balance_after, credit_balance_after, "
+                           "debit_prev, credit_prev) "
                            "VALUES (?1, ?2, ?3, ?4, 'USD', 1, 1, 'posted', ?5, ?5, "
-                           "(SELECT balance FROM ledger_accounts WHERE rid = ?3), "
-                           "(SELECT balance FROM ledger_accounts WHERE rid = ?4))",
+                           "(SELECT balance - 1 FROM ledger_accounts WHERE rid = ?3), "
+                           "(SELECT balance + 1 FROM ledger_accounts WHERE rid = ?4), "
+                           "(SELECT last_movement FROM ledger_accounts WHERE rid = ?3), "
+                           "(SELECT last_movement FROM ledger_accounts WHERE rid = ?4))",
                        -1, &ins_t, NULL);
-    sqlite3_prepare_v2(db, "UPDATE ledger_accounts SET balance = balance + ? WHERE rid = ?", -1, &upd, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO ledger_anchors(account, posted_at, xfer) SELECT rid, ?, ? FROM ledger_accounts "
+                           "WHERE rid = ? AND movements % 64 = 0", -1, &ins_a, NULL);
+    sqlite3_prepare_v2(db, "UPDATE ledger_accounts SET balance = balance + ?, last_movement = ?, "
+                           "movements = movements + 1 WHERE rid = ?", -1, &upd, NULL);
     sqlite3_prepare_v2(db, "INSERT INTO outbox(id, topic, payload, created_at) VALUES (?, 'ledger', ?, ?)", -1, &ins_o,
                        NULL);
     int64_t t0 = bv_mono_us(), ts = bv_now_us() + 1000000000;
@@ -165,12 +173,6 @@ static double run_naive(const char *path, int n)
             continue;
         }
         ts++;
-        for (int k = 0; k < 2; k++) {
-            sqlite3_bind_int64(upd, 1, k == 0 ? -1 : 1);
-            sqlite3_bind_int64(upd, 2, rids[k]);
-            sqlite3_step(upd);
-            sqlite3_reset(upd);
-        }
         sqlite3_bind_text(ins_t, 1, uid, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins_t, 2, ref, -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins_t, 3, rids[0]);
@@ -178,6 +180,19 @@ static double run_naive(const char *path, int n)
         sqlite3_bind_int64(ins_t, 5, ts);
         sqlite3_step(ins_t);
         sqlite3_reset(ins_t);
+        int64_t xfer = sqlite3_last_insert_rowid(db);
+        for (int k = 0; k < 2; k++) {
+            sqlite3_bind_int64(ins_a, 1, ts);
+            sqlite3_bind_int64(ins_a, 2, xfer);
+            sqlite3_bind_int64(ins_a, 3, rids[k]);
+            sqlite3_step(ins_a);
+            sqlite3_reset(ins_a);
+            sqlite3_bind_int64(upd, 1, k == 0 ? -1 : 1);
+            sqlite3_bind_int64(upd, 2, xfer);
+            sqlite3_bind_int64(upd, 3, rids[k]);
+            sqlite3_step(upd);
+            sqlite3_reset(upd);
+        }
         sqlite3_bind_text(ins_o, 1, oid, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins_o, 2, "{}", -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins_o, 3, ts);
@@ -191,6 +206,7 @@ static double run_naive(const char *path, int n)
     sqlite3_finalize(ins_t);
     sqlite3_finalize(upd);
     sqlite3_finalize(ins_o);
+    sqlite3_finalize(ins_a);
     sqlite3_close(db);
     return n / secs;
 }

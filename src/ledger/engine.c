@@ -46,6 +46,7 @@ typedef struct acct {
     bool allow_negative;
     bool dirty;
     int64_t overdraft, balance, holds, created_at;
+    int64_t last_movement, movements; /* head and length of its movement chain */
     char *holder_name;
     char *customer_id; /* NULL when none */
     struct acct *hnext;
@@ -53,7 +54,7 @@ typedef struct acct {
 
 typedef struct {
     acct_t *a;
-    int64_t balance, holds;
+    int64_t balance, holds, last_movement, movements;
     int8_t status;
     bool created;
 } undo_t;
@@ -252,6 +253,8 @@ static int load_fn(bv_tx_t *tx, void *arg)
         a->balance = bv_stmt_int64(s, 10);
         a->holds = bv_stmt_int64(s, 11);
         a->created_at = bv_stmt_int64(s, 12);
+        a->last_movement = bv_stmt_int64(s, 13); /* NULL reads as 0: none */
+        a->movements = bv_stmt_int64(s, 14);
         if (a->holder_name == NULL || (!bv_stmt_is_null(s, 7) && a->customer_id == NULL) ||
             (rc = insert_acct(lg, a)) != 0) {
             free_acct(a);
@@ -303,8 +306,9 @@ static int push_undo(bv_ledger_t *lg, acct_t *a, bool created)
         lg->undo = nu;
         lg->cap_undo = n;
     }
-    lg->undo[lg->n_undo++] = (undo_t){.a = a, .balance = a->balance, .holds = a->holds, .status = a->status,
-                                      .created = created};
+    lg->undo[lg->n_undo++] = (undo_t){.a = a, .balance = a->balance, .holds = a->holds,
+                                      .last_movement = a->last_movement, .movements = a->movements,
+                                      .status = a->status, .created = created};
     return 0;
 }
 
@@ -318,6 +322,8 @@ static void undo_to(bv_ledger_t *lg, size_t mark)
         }
         u->a->balance = u->balance;
         u->a->holds = u->holds;
+        u->a->last_movement = u->last_movement;
+        u->a->movements = u->movements;
         u->a->status = u->status;
     }
 }
@@ -353,13 +359,19 @@ static int flush_balances(bv_ledger_t *lg, bv_tx_t *tx, int64_t now)
 {
     for (size_t i = 0; i < lg->n_dirty; i++) {
         acct_t *a = lg->dirty[i];
-        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE OR FAIL ledger_accounts SET balance = ?, holds = ?, updated_at = ? WHERE rid = ?");
+        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE OR FAIL ledger_accounts SET balance = ?, holds = ?, updated_at = ?, "
+                                         "last_movement = ?, movements = ? WHERE rid = ?");
         if (s == NULL)
             return BV_EIO;
         bv_stmt_bind_int64(s, 1, a->balance);
         bv_stmt_bind_int64(s, 2, a->holds);
         bv_stmt_bind_int64(s, 3, now);
-        bv_stmt_bind_int64(s, 4, a->rid);
+        if (a->last_movement != 0)
+            bv_stmt_bind_int64(s, 4, a->last_movement);
+        else
+            bv_stmt_bind_null(s, 4);
+        bv_stmt_bind_int64(s, 5, a->movements);
+        bv_stmt_bind_int64(s, 6, a->rid);
         int rc = bv_stmt_step(s);
         bv_stmt_reset(s);
         if (rc < 0)
@@ -475,6 +487,40 @@ static int move(bv_ledger_t *lg, acct_t *d, acct_t *c, int64_t amount)
     return 0;
 }
 
+static void bind_rid_or_null(bv_stmt_t *s, int i, int64_t rid)
+{
+    if (rid != 0)
+        bv_stmt_bind_int64(s, i, rid);
+    else
+        bv_stmt_bind_null(s, i);
+}
+
+/* Links transfer `rid`, posted at ts, at the head of the movement chains of d and c (its row
+ * holds their previous heads as debit_prev and credit_prev) and enters the anchors due.
+ * Both accounts are touched already, so the undo log restores their chains. */
+static int link_movement(bv_tx_t *tx, acct_t *d, acct_t *c, int64_t rid, int64_t ts)
+{
+    acct_t *side[2] = {d, c};
+    for (int i = 0; i < 2; i++) {
+        acct_t *a = side[i];
+        if (a->movements % LEDGER_ANCHOR_EVERY == 0) {
+            bv_stmt_t *s = bv_tx_prepare(tx, "INSERT OR FAIL INTO ledger_anchors(account, posted_at, xfer) VALUES (?, ?, ?)");
+            if (s == NULL)
+                return BV_EIO;
+            bv_stmt_bind_int64(s, 1, a->rid);
+            bv_stmt_bind_int64(s, 2, ts);
+            bv_stmt_bind_int64(s, 3, rid);
+            int rc = bv_stmt_step(s);
+            bv_stmt_reset(s);
+            if (rc < 0)
+                return rc;
+        }
+        a->last_movement = rid;
+        a->movements++;
+    }
+    return 0;
+}
+
 /* Loads a transfer by a LEDGER_XFER_SELECT suffix bound to one text or integer key.
  * BV_ROW when found, BV_DONE when not, or an error. */
 static int load_xfer(bv_tx_t *tx, const char *sql, const char *key, int64_t ikey, bv_ledger_transfer_t *out,
@@ -497,13 +543,14 @@ static int load_xfer(bv_tx_t *tx, const char *sql, const char *key, int64_t ikey
 #define SQL_XFER_BY_ID LEDGER_XFER_SELECT "WHERE t.id = ?"
 #define SQL_XFER_BY_RID LEDGER_XFER_SELECT "WHERE t.rid = ?"
 
-/* Resolves a hold. d and c are the accounts after the posting when posted > 0. */
+/* Resolves a hold. When posted > 0, d and c are the accounts after the posting, their chains
+ * not yet linked (link_movement follows). */
 static int set_xfer_state(bv_tx_t *tx, int64_t rid, const char *status, int64_t posted, int64_t now,
                           const char *resolve_key, const acct_t *d, const acct_t *c)
 {
     bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE ledger_transfers SET status = ?, posted_amount = ?, resolved_at = ?, "
                                      "resolve_key = ?, posted_at = ?, debit_balance_after = ?, "
-                                     "credit_balance_after = ? WHERE rid = ?");
+                                     "credit_balance_after = ?, debit_prev = ?, credit_prev = ? WHERE rid = ?");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_text(s, 1, status, -1);
@@ -514,12 +561,13 @@ static int set_xfer_state(bv_tx_t *tx, int64_t rid, const char *status, int64_t 
         bv_stmt_bind_int64(s, 5, now);
         bv_stmt_bind_int64(s, 6, d->balance);
         bv_stmt_bind_int64(s, 7, c->balance);
+        bind_rid_or_null(s, 8, d->last_movement);
+        bind_rid_or_null(s, 9, c->last_movement);
     } else {
-        bv_stmt_bind_null(s, 5);
-        bv_stmt_bind_null(s, 6);
-        bv_stmt_bind_null(s, 7);
+        for (int i = 5; i <= 9; i++)
+            bv_stmt_bind_null(s, i);
     }
-    bv_stmt_bind_int64(s, 8, rid);
+    bv_stmt_bind_int64(s, 10, rid);
     int rc = bv_stmt_step(s);
     bv_stmt_reset(s);
     return rc < 0 ? rc : 0;
@@ -706,8 +754,8 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
     }
     bv_stmt_t *s = bv_tx_prepare(tx, "INSERT OR FAIL INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, "
                                      "posted_amount, status, pending, expires_at, description, reverses, created_at, "
-                                     "posted_at, debit_balance_after, credit_balance_after) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                     "posted_at, debit_balance_after, credit_balance_after, debit_prev, credit_prev) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_int64(s, 1, rid);
@@ -731,13 +779,14 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
         bv_stmt_bind_null(s, 13);
     bv_stmt_bind_int64(s, 14, ts);
     if (req->pending) {
-        bv_stmt_bind_null(s, 15);
-        bv_stmt_bind_null(s, 16);
-        bv_stmt_bind_null(s, 17);
+        for (int i = 15; i <= 19; i++)
+            bv_stmt_bind_null(s, i);
     } else {
         bv_stmt_bind_int64(s, 15, ts);
         bv_stmt_bind_int64(s, 16, d->balance);
         bv_stmt_bind_int64(s, 17, c->balance);
+        bind_rid_or_null(s, 18, d->last_movement);
+        bind_rid_or_null(s, 19, c->last_movement);
     }
     rc = bv_stmt_step(s);
     bv_stmt_reset(s);
@@ -749,7 +798,7 @@ static int apply_transfer(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *c
             return rc;
         return res->rc == BV_ECONFLICT ? BV_ECONFLICT : 0; /* another constraint: a hard error */
     }
-    if (rc < 0)
+    if (rc < 0 || (!req->pending && (rc = link_movement(tx, d, c, rid, ts)) != 0))
         return rc;
     bv_ledger_ctx_t own;
     if (req->actor != NULL) { /* a batch of transfers made for different customers */
@@ -850,7 +899,8 @@ static int op_resolve(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
     if (posting && (rc = move(lg, d, c, amount)) != 0)
         return rc;
     if ((rc = set_xfer_state(tx, x.rid, posting ? "posted" : "voided", posting ? amount : 0, ts, op->idem_key, d, c)) !=
-        0)
+            0 ||
+        (posting && (rc = link_movement(tx, d, c, x.rid, ts)) != 0))
         return rc;
     ledger_strlcpy(t->status, posting ? "posted" : "voided", sizeof(t->status));
     t->posted_amount = posting ? amount : 0;

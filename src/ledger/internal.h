@@ -26,10 +26,18 @@ typedef struct {
 /* Fills out (and extra, may be NULL) from a row of LEDGER_XFER_SELECT. */
 void ledger_xfer_from_row(bv_stmt_t *s, bv_ledger_transfer_t *out, ledger_xfer_extra_t *extra);
 
-/* Columns of an account row; WHERE appended. */
+/* Columns of an account row; WHERE appended. Columns 13 and 14 are the head and the length
+ * of its movement chain (last_movement, movements). */
 #define LEDGER_ACCT_SELECT                                                                                      \
     "SELECT rid, id, number, type, currency, status, holder_name, customer_id, overdraft_limit, "               \
-    "allow_negative, balance, holds, created_at FROM ledger_accounts "
+    "allow_negative, balance, holds, created_at, last_movement, movements FROM ledger_accounts "
+
+/* Movement history (migration 0031): each posted transfer links to the previous movement of
+ * each of its accounts (debit_prev, credit_prev), each account knows its newest movement,
+ * and every LEDGER_ANCHOR_EVERY-th movement of an account (the 1st, the 65th, ...) is in
+ * ledger_anchors(account, posted_at, xfer), so a point in time is at most that many steps
+ * from an anchor. The migration's backfill uses the same number. */
+#define LEDGER_ANCHOR_EVERY 64
 void ledger_acct_from_row(bv_stmt_t *s, bv_ledger_account_t *out, int64_t *rid_out);
 
 /* Copies src into dst (size n), truncating; NULL src gives "". */

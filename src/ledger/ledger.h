@@ -244,7 +244,7 @@ typedef struct {
     char detail[256];
 } bv_ledger_check_t;
 
-#define BV_LEDGER_N_CHECKS 8
+#define BV_LEDGER_N_CHECKS 9
 /* Checks every ledger invariant against the committed database (docs/ledger.md). Works
  * on the store alone (no engine). Returns 0 when all pass, BV_EINTEGRITY when one failed,
  * or a store error. checks[] gets each check's outcome. */

@@ -12,7 +12,7 @@ typedef struct {
     int64_t at, from, to, before;
     size_t limit;
     bv_ledger_account_t *acct;
-    int64_t acct_rid;
+    int64_t acct_rid, head; /* head: the account's newest movement */
     bv_ledger_transfer_t *xfer;
     bv_ledger_movement_t *items;
     size_t n_items;
@@ -29,8 +29,10 @@ static int load_account(bv_tx_t *tx, read_t *r)
         return BV_EIO;
     bv_stmt_bind_text(s, 1, r->key, -1);
     int rc = bv_stmt_step(s);
-    if (rc == BV_ROW)
+    if (rc == BV_ROW) {
         ledger_acct_from_row(s, r->acct, &r->acct_rid);
+        r->head = bv_stmt_int64(s, 13);
+    }
     bv_stmt_reset(s);
     if (rc != BV_ROW)
         return rc;
@@ -124,37 +126,126 @@ int bv_ledger_transfer_by_reference(bv_ledger_t *lg, const char *reference, bv_l
     return rc;
 }
 
-static void movement_from_row(bv_stmt_t *s, bv_ledger_movement_t *m)
+/* ---- movement chains (see LEDGER_ANCHOR_EVERY) ----
+ *
+ * A walk visits one account's movements newest first by following the chain from the
+ * newest movement before an upper bound. Each step is one primary-key read; the times must
+ * strictly decrease along the chain, so a damaged chain ends the walk with BV_EINTEGRITY
+ * instead of looping. */
+typedef struct {
+    bv_tx_t *tx;
+    int64_t acct;           /* the account's rid */
+    int64_t prev;           /* rid of the movement after m, newest first (0: none) */
+    int64_t counterparty;   /* rid of the other account of m */
+    bv_ledger_movement_t m; /* the current movement (counterparty filled by walk_counterparty) */
+} walk_t;
+
+static int broken_chain(const walk_t *w, int64_t rid)
 {
-    memset(m, 0, sizeof(*m));
-    m->created_at = bv_stmt_int64(s, 0);
-    m->amount = bv_stmt_int64(s, 1);
-    m->balance_after = bv_stmt_int64(s, 2);
-    ledger_strlcpy(m->transfer_id, bv_stmt_text(s, 3), sizeof(m->transfer_id));
-    ledger_strlcpy(m->description, bv_stmt_text(s, 4), sizeof(m->description));
-    ledger_strlcpy(m->counterparty_id, bv_stmt_text(s, 5), sizeof(m->counterparty_id));
-    ledger_strlcpy(m->counterparty_number, bv_stmt_text(s, 6), sizeof(m->counterparty_number));
-    ledger_strlcpy(m->counterparty_name, bv_stmt_text(s, 7), sizeof(m->counterparty_name));
+    bv_log_error("ledger: broken movement chain", "\"account\":%lld,\"transfer\":%lld", (long long)w->acct,
+                 (long long)rid);
+    return BV_EINTEGRITY;
 }
 
-/* An account's movements are the posted transfers where it is the debit side (amount
- * negative) or the credit side: two ranges of the (debit, posted_at) and (credit, posted_at)
- * indexes, merged by time. Each side is limited first, so "the last 4 movements" reads at
- * most 4 index entries per side plus their rows and counterparties by primary key.
- * Parameters: 1 account rid, 2 lower ts (inclusive), 3 upper ts (exclusive), 4 limit. */
-#define MOVEMENTS_SQL(dir)                                                                                      \
-    "SELECT m.ts, m.amount, m.bal, m.id, m.description, c.id, c.number, c.holder_name FROM ("                   \
-    "SELECT * FROM (SELECT posted_at AS ts, -posted_amount AS amount, debit_balance_after AS bal, id, "         \
-    "description, credit AS cp FROM ledger_transfers WHERE debit = ?1 AND posted_at >= ?2 AND posted_at < ?3 "  \
-    "ORDER BY posted_at " dir " LIMIT ?4) UNION ALL "                                                           \
-    "SELECT * FROM (SELECT posted_at, posted_amount, credit_balance_after, id, description, debit "             \
-    "FROM ledger_transfers WHERE credit = ?1 AND posted_at >= ?2 AND posted_at < ?3 "                           \
-    "ORDER BY posted_at " dir " LIMIT ?4)) AS m JOIN ledger_accounts c ON c.rid = m.cp ORDER BY m.ts " dir      \
-    " LIMIT ?4"
+/* Reads movement `rid` of the walk's account into w->m. BV_ROW, or an error. */
+static int walk_read(walk_t *w, int64_t rid)
+{
+    bv_stmt_t *s = bv_tx_prepare(w->tx, "SELECT posted_at, posted_amount, debit, credit, debit_prev, credit_prev, "
+                                        "debit_balance_after, credit_balance_after, id, description "
+                                        "FROM ledger_transfers WHERE rid = ?");
+    if (s == NULL)
+        return BV_EIO;
+    bv_stmt_bind_int64(s, 1, rid);
+    int rc = bv_stmt_step(s);
+    if (rc == BV_ROW) {
+        bool debit = bv_stmt_int64(s, 2) == w->acct;
+        if (bv_stmt_is_null(s, 0) || (!debit && bv_stmt_int64(s, 3) != w->acct)) {
+            rc = BV_DONE;
+        } else {
+            int64_t ts = bv_stmt_int64(s, 0);
+            if (w->m.created_at != 0 && ts >= w->m.created_at) {
+                rc = BV_DONE; /* times must decrease along a chain */
+            } else {
+                memset(&w->m, 0, sizeof(w->m));
+                w->m.created_at = ts;
+                w->m.amount = debit ? -bv_stmt_int64(s, 1) : bv_stmt_int64(s, 1);
+                w->counterparty = bv_stmt_int64(s, debit ? 3 : 2);
+                w->prev = bv_stmt_int64(s, debit ? 4 : 5);
+                w->m.balance_after = bv_stmt_int64(s, debit ? 6 : 7);
+                ledger_strlcpy(w->m.transfer_id, bv_stmt_text(s, 8), sizeof(w->m.transfer_id));
+                ledger_strlcpy(w->m.description, bv_stmt_text(s, 9), sizeof(w->m.description));
+            }
+        }
+    }
+    bv_stmt_reset(s);
+    if (rc == BV_DONE)
+        return broken_chain(w, rid);
+    return rc;
+}
 
+/* Starts a walk of account acct (chain head `head`) at its newest movement posted before
+ * `hi`: BV_ROW with it in w->m, BV_DONE when there is none, or an error. At most
+ * LEDGER_ANCHOR_EVERY steps: from the first anchor at or after hi, else from the head. */
+static int walk_start(walk_t *w, bv_tx_t *tx, int64_t acct, int64_t head, int64_t hi)
+{
+    memset(w, 0, sizeof(*w));
+    w->tx = tx;
+    w->acct = acct;
+    int64_t rid = head;
+    int rc;
+    if (rid != 0 && hi != INT64_MAX) {
+        bv_stmt_t *s = bv_tx_prepare(tx, "SELECT xfer FROM ledger_anchors WHERE account = ? AND posted_at >= ? "
+                                         "ORDER BY posted_at LIMIT 1");
+        if (s == NULL)
+            return BV_EIO;
+        bv_stmt_bind_int64(s, 1, acct);
+        bv_stmt_bind_int64(s, 2, hi);
+        if ((rc = bv_stmt_step(s)) == BV_ROW)
+            rid = bv_stmt_int64(s, 0);
+        bv_stmt_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    for (; rid != 0; rid = w->prev) {
+        if ((rc = walk_read(w, rid)) != BV_ROW)
+            return rc;
+        if (w->m.created_at < hi)
+            return BV_ROW;
+    }
+    return BV_DONE;
+}
+
+/* Moves the walk to the next older movement: BV_ROW, BV_DONE at the chain's end, or an error. */
+static int walk_next(walk_t *w)
+{
+    return w->prev == 0 ? BV_DONE : walk_read(w, w->prev);
+}
+
+/* Fills the counterparty of w->m. 0 or an error. */
+static int walk_counterparty(walk_t *w)
+{
+    bv_stmt_t *s = bv_tx_prepare(w->tx, "SELECT id, number, holder_name FROM ledger_accounts WHERE rid = ?");
+    if (s == NULL)
+        return BV_EIO;
+    bv_stmt_bind_int64(s, 1, w->counterparty);
+    int rc = bv_stmt_step(s);
+    if (rc == BV_ROW) {
+        ledger_strlcpy(w->m.counterparty_id, bv_stmt_text(s, 0), sizeof(w->m.counterparty_id));
+        ledger_strlcpy(w->m.counterparty_number, bv_stmt_text(s, 1), sizeof(w->m.counterparty_number));
+        ledger_strlcpy(w->m.counterparty_name, bv_stmt_text(s, 2), sizeof(w->m.counterparty_name));
+    }
+    bv_stmt_reset(s);
+    if (rc == BV_DONE)
+        return broken_chain(w, 0);
+    return rc < 0 ? rc : 0;
+}
+
+/* Newest first: "the last 4 movements" is the account row, 4 transfer rows and their
+ * counterparties, all by primary key. */
 static int movements_fn(bv_tx_t *tx, void *arg)
 {
     read_t *r = arg;
+    walk_t w;
     int rc = load_account(tx, r);
     if (rc != BV_ROW)
         return rc < 0 ? rc : BV_ENOTFOUND;
@@ -163,23 +254,18 @@ static int movements_fn(bv_tx_t *tx, void *arg)
         hi = r->to;
     if (r->before > 0 && r->before < hi)
         hi = r->before;
-    bv_stmt_t *s = bv_tx_prepare(tx, MOVEMENTS_SQL("DESC"));
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, r->acct_rid);
-    bv_stmt_bind_int64(s, 2, r->from);
-    bv_stmt_bind_int64(s, 3, hi);
-    bv_stmt_bind_int64(s, 4, (int64_t)r->limit + 1); /* one more tells whether a next page exists */
     r->n_items = 0;
     r->next_cursor = 0;
-    while ((rc = bv_stmt_step(s)) == BV_ROW) {
+    for (rc = walk_start(&w, tx, r->acct_rid, r->head, hi); rc == BV_ROW && w.m.created_at >= r->from;
+         rc = walk_next(&w)) {
         if (r->n_items == r->limit) {
             r->next_cursor = r->items[r->n_items - 1].created_at;
             break;
         }
-        movement_from_row(s, &r->items[r->n_items++]);
+        if ((rc = walk_counterparty(&w)) != 0)
+            return rc;
+        r->items[r->n_items++] = w.m;
     }
-    bv_stmt_reset(s);
     return rc < 0 ? rc : 0;
 }
 
@@ -201,31 +287,17 @@ int bv_ledger_movements(bv_ledger_t *lg, const char *account_id, int64_t from, i
     return rc;
 }
 
-/* balance just after `at`: the balance_after of the last movement at or before it */
-static int balance_before(bv_tx_t *tx, int64_t acct_rid, int64_t ts_exclusive, int64_t *out)
-{
-    bv_stmt_t *s = bv_tx_prepare(tx, "SELECT bal FROM (SELECT * FROM (SELECT posted_at AS ts, debit_balance_after AS bal "
-                                     "FROM ledger_transfers WHERE debit = ?1 AND posted_at < ?2 ORDER BY posted_at DESC "
-                                     "LIMIT 1) UNION ALL SELECT * FROM (SELECT posted_at, credit_balance_after FROM "
-                                     "ledger_transfers WHERE credit = ?1 AND posted_at < ?2 ORDER BY posted_at DESC "
-                                     "LIMIT 1)) ORDER BY ts DESC LIMIT 1");
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, acct_rid);
-    bv_stmt_bind_int64(s, 2, ts_exclusive);
-    int rc = bv_stmt_step(s);
-    *out = rc == BV_ROW ? bv_stmt_int64(s, 0) : 0;
-    bv_stmt_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
 static int balance_at_fn(bv_tx_t *tx, void *arg)
 {
     read_t *r = arg;
+    walk_t w;
     int rc = load_account(tx, r);
     if (rc != BV_ROW)
         return rc < 0 ? rc : BV_ENOTFOUND;
-    return balance_before(tx, r->acct_rid, r->at == INT64_MAX ? INT64_MAX : r->at + 1, &r->balance);
+    /* the balance just after `at`: that of the last movement at or before it */
+    rc = walk_start(&w, tx, r->acct_rid, r->head, r->at == INT64_MAX ? INT64_MAX : r->at + 1);
+    r->balance = rc == BV_ROW ? w.m.balance_after : 0;
+    return rc < 0 ? rc : 0;
 }
 
 int bv_ledger_balance_at(bv_ledger_t *lg, const char *account_id, int64_t at, bv_ledger_account_t *acct_out,
@@ -240,10 +312,13 @@ int bv_ledger_balance_at(bv_ledger_t *lg, const char *account_id, int64_t at, bv
     return rc;
 }
 
+/* One walk from the newest movement before `to` down to the first one before `from`, whose
+ * balance is the opening balance; the items are then put oldest first. */
 static int statement_fn(bv_tx_t *tx, void *arg)
 {
     read_t *r = arg;
     bv_ledger_statement_t *st = r->stmt;
+    walk_t w;
     int rc = load_account(tx, r);
     size_t cap = 0;
     if (rc != BV_ROW)
@@ -252,42 +327,41 @@ static int statement_fn(bv_tx_t *tx, void *arg)
     st->items = NULL;
     st->n_items = 0;
     st->total_credits = st->total_debits = 0;
-    if ((rc = balance_before(tx, r->acct_rid, r->from, &st->opening)) != 0)
-        return rc;
-    bv_stmt_t *s = bv_tx_prepare(tx, MOVEMENTS_SQL("ASC"));
-    if (s == NULL)
-        return BV_EIO;
-    bv_stmt_bind_int64(s, 1, r->acct_rid);
-    bv_stmt_bind_int64(s, 2, r->from);
-    bv_stmt_bind_int64(s, 3, r->to);
-    bv_stmt_bind_int64(s, 4, BV_LEDGER_STATEMENT_MAX + 1);
-    st->closing = st->opening;
-    while ((rc = bv_stmt_step(s)) == BV_ROW) {
-        if (st->n_items == BV_LEDGER_STATEMENT_MAX) {
-            rc = BV_ETOOLARGE;
+    st->opening = 0;
+    for (rc = walk_start(&w, tx, r->acct_rid, r->head, r->to); rc == BV_ROW; rc = walk_next(&w)) {
+        if (w.m.created_at < r->from) {
+            st->opening = w.m.balance_after;
             break;
         }
+        if (st->n_items == BV_LEDGER_STATEMENT_MAX)
+            return BV_ETOOLARGE;
         if (st->n_items == cap) {
             cap = cap ? cap * 2 : 64;
             bv_ledger_movement_t *n = realloc(st->items, cap * sizeof(*n));
-            if (n == NULL) {
-                rc = BV_ENOMEM;
-                break;
-            }
+            if (n == NULL)
+                return BV_ENOMEM;
             st->items = n;
         }
+        if ((rc = walk_counterparty(&w)) != 0)
+            return rc;
         bv_ledger_movement_t *m = &st->items[st->n_items++];
-        movement_from_row(s, m);
+        *m = w.m;
         /* totals never overflow silently: balances themselves are int64, and the checks
          * below only matter for absurd ranges */
         if (m->amount > 0)
             st->total_credits = (st->total_credits > INT64_MAX - m->amount) ? INT64_MAX : st->total_credits + m->amount;
         else
             st->total_debits = (st->total_debits > INT64_MAX + m->amount) ? INT64_MAX : st->total_debits - m->amount;
-        st->closing = m->balance_after;
     }
-    bv_stmt_reset(s);
-    return rc < 0 ? rc : 0;
+    if (rc < 0)
+        return rc;
+    st->closing = st->n_items > 0 ? st->items[0].balance_after : st->opening;
+    for (size_t i = 0, j = st->n_items; j > i + 1; i++, j--) {
+        bv_ledger_movement_t tmp = st->items[i];
+        st->items[i] = st->items[j - 1];
+        st->items[j - 1] = tmp;
+    }
+    return 0;
 }
 
 int bv_ledger_statement(bv_ledger_t *lg, const char *account_id, int64_t from, int64_t to,

@@ -1,6 +1,7 @@
 /* The ledger's invariants, checked against the committed database in one read snapshot
- * (`boveda admin ledger verify`). Each check is one query that returns the first
- * offenders; no rows means the invariant holds.
+ * (`boveda admin ledger verify`). Most checks are one query that returns the first
+ * offenders (no rows: the invariant holds); the movement checks are one walk of every
+ * account's chain (check_chains), one primary-key read per movement.
  *
  * A posted transfer is both of its postings (one row: -posted_amount on the debit account,
  * +posted_amount on the credit account), so "postings sum to zero" holds by construction
@@ -21,18 +22,11 @@ typedef struct {
 static const check_def_t check_defs[BV_LEDGER_N_CHECKS] = {
     {"zero_sum", "the balances of a currency do not sum to zero",
      "SELECT currency, CAST(SUM(balance) AS TEXT) FROM ledger_accounts GROUP BY currency HAVING SUM(balance) != 0"},
-    /* summed in time order: every prefix is a past balance, so it fits in int64 */
-    {"balances_match_movements", "an account balance differs from the sum of its movements",
-     "SELECT a.id, CAST(a.balance AS TEXT) FROM ledger_accounts a WHERE a.balance != COALESCE((SELECT SUM(x) FROM "
-     "(SELECT * FROM (SELECT posted_at AS ts, posted_amount AS x FROM ledger_transfers WHERE credit = a.rid AND "
-     "posted_at IS NOT NULL UNION ALL SELECT posted_at, -posted_amount FROM ledger_transfers WHERE debit = a.rid AND "
-     "posted_at IS NOT NULL) ORDER BY ts)), 0) LIMIT 5"},
-    {"running_balances", "a movement's balance_after is not the running sum of the account's movements",
-     "SELECT (SELECT id FROM ledger_accounts WHERE rid = acct), 'at ' || CAST(ts AS TEXT) FROM (SELECT acct, ts, bal, "
-     "SUM(amt) OVER (PARTITION BY acct ORDER BY ts) AS run FROM (SELECT debit AS acct, posted_at AS ts, "
-     "-posted_amount AS amt, debit_balance_after AS bal FROM ledger_transfers WHERE posted_at IS NOT NULL UNION ALL "
-     "SELECT credit, posted_at, posted_amount, credit_balance_after FROM ledger_transfers WHERE posted_at IS NOT "
-     "NULL)) WHERE run IS NOT bal LIMIT 5"},
+    /* the next three are checked by one walk of every account's movement chain (check_chains) */
+    {"balances_match_movements", "an account balance differs from the sum of its movements", NULL},
+    {"running_balances", "a movement's balance_after is not the running sum of the account's movements", NULL},
+    {"movement_chains", "an account's movement chain does not list exactly its posted transfers, newest first",
+     NULL},
     {"holds_match_pending", "an account's holds differ from the sum of its pending transfers",
      "SELECT a.id, CAST(a.holds AS TEXT) FROM ledger_accounts a WHERE a.holds != COALESCE((SELECT SUM(t.amount) FROM "
      "ledger_transfers t WHERE t.debit = a.rid AND t.status = 'pending'), 0) LIMIT 5"},
@@ -58,6 +52,119 @@ typedef struct {
     bv_ledger_check_t *checks;
 } verify_t;
 
+static bv_ledger_check_t *check_named(verify_t *v, const char *name)
+{
+    for (int i = 0; i < BV_LEDGER_N_CHECKS; i++)
+        if (strcmp(check_defs[i].name, name) == 0)
+            return &v->checks[i];
+    return NULL;
+}
+
+/* Marks c failed with one more offender (the first few fit in its detail). */
+static void add_offender(bv_ledger_check_t *c, const char *who, const char *what)
+{
+    size_t used = strlen(c->detail);
+    if (c->ok) {
+        for (int i = 0; i < BV_LEDGER_N_CHECKS; i++)
+            if (strcmp(check_defs[i].name, c->name) == 0)
+                used = (size_t)snprintf(c->detail, sizeof(c->detail), "%s:", check_defs[i].what);
+        c->ok = false;
+    }
+    if (used < sizeof(c->detail))
+        snprintf(c->detail + used, sizeof(c->detail) - used, " %s (%s)", who ? who : "?", what ? what : "?");
+}
+
+/* Walks each account's chain from its newest movement. Each step must be a posted transfer
+ * of the account, older than the one before; the chain must have `movements` steps, the
+ * amounts must sum to the balance and each balance_after must be the one before it plus its
+ * amount (0 before the first). Every chain lists a transfer at most once (the times
+ * decrease) and only the account's own, so the chains together list every posted transfer
+ * on both sides exactly when they have twice as many steps as there are posted transfers.
+ * Anchors must name a movement of their account at its time. */
+static int check_chains(bv_tx_t *tx, verify_t *v)
+{
+    bv_ledger_check_t *sums = check_named(v, "balances_match_movements"),
+                      *running = check_named(v, "running_balances"), *chains = check_named(v, "movement_chains");
+    int64_t steps = 0, posted = 0;
+    int rc;
+    bv_stmt_t *a = bv_tx_prepare(tx, "SELECT rid, id, balance, last_movement, movements FROM ledger_accounts ORDER BY rid");
+    bv_stmt_t *t = bv_tx_prepare(tx, "SELECT posted_at, posted_amount, debit, credit, debit_prev, credit_prev, "
+                                     "debit_balance_after, credit_balance_after FROM ledger_transfers WHERE rid = ?");
+    if (a == NULL || t == NULL)
+        return BV_EIO;
+    while ((rc = bv_stmt_step(a)) == BV_ROW) {
+        int64_t acct = bv_stmt_int64(a, 0), balance = bv_stmt_int64(a, 2), rid = bv_stmt_int64(a, 3);
+        int64_t want = bv_stmt_int64(a, 4), n = 0, last_ts = INT64_MAX;
+        __int128 sum = 0, older_balance = 0; /* what the next older movement must have left */
+        bool running_ok = true, chain_ok = true, first = true;
+        char who[BV_UUID_STR_LEN + 1];
+        ledger_strlcpy(who, bv_stmt_text(a, 1), sizeof(who));
+        while (rid != 0 && chain_ok) {
+            bv_stmt_bind_int64(t, 1, rid);
+            if ((rc = bv_stmt_step(t)) == BV_ROW) {
+                bool debit = bv_stmt_int64(t, 2) == acct;
+                int64_t ts = bv_stmt_int64(t, 0);
+                if (bv_stmt_is_null(t, 0) || (!debit && bv_stmt_int64(t, 3) != acct) || ts >= last_ts || n >= want) {
+                    chain_ok = false;
+                } else {
+                    int64_t amount = debit ? -bv_stmt_int64(t, 1) : bv_stmt_int64(t, 1);
+                    int64_t after = bv_stmt_int64(t, debit ? 6 : 7);
+                    if (!first && after != older_balance)
+                        running_ok = false;
+                    older_balance = (__int128)after - amount;
+                    sum += amount;
+                    first = false;
+                    last_ts = ts;
+                    n++;
+                    rid = bv_stmt_int64(t, debit ? 4 : 5);
+                }
+            } else {
+                chain_ok = false;
+            }
+            bv_stmt_reset(t);
+            if (rc < 0)
+                return rc;
+        }
+        if (!first && older_balance != 0)
+            running_ok = false;
+        if (!chain_ok || n != want)
+            add_offender(chains, who, "chain");
+        if (!running_ok)
+            add_offender(running, who, "balance_after");
+        if (sum != balance) {
+            char b[32];
+            snprintf(b, sizeof(b), "%lld", (long long)balance);
+            add_offender(sums, who, b);
+        }
+        steps += n;
+    }
+    bv_stmt_reset(a);
+    if (rc < 0)
+        return rc;
+    bv_stmt_t *s = bv_tx_prepare(tx, "SELECT COUNT(*) FROM ledger_transfers WHERE posted_at IS NOT NULL");
+    if (s == NULL)
+        return BV_EIO;
+    if ((rc = bv_stmt_step(s)) == BV_ROW)
+        posted = bv_stmt_int64(s, 0);
+    bv_stmt_reset(s);
+    if (rc < 0)
+        return rc;
+    if (steps != 2 * posted) {
+        char what[64];
+        snprintf(what, sizeof(what), "%lld steps for %lld posted transfers", (long long)steps, (long long)posted);
+        add_offender(chains, "ledger", what);
+    }
+    s = bv_tx_prepare(tx, "SELECT (SELECT id FROM ledger_accounts WHERE rid = n.account), 'anchor' FROM ledger_anchors n "
+                          "LEFT JOIN ledger_transfers t ON t.rid = n.xfer WHERE t.rid IS NULL OR t.posted_at IS NOT "
+                          "n.posted_at OR (t.debit != n.account AND t.credit != n.account) LIMIT 5");
+    if (s == NULL)
+        return BV_EIO;
+    while ((rc = bv_stmt_step(s)) == BV_ROW)
+        add_offender(chains, bv_stmt_text(s, 0), bv_stmt_text(s, 1));
+    bv_stmt_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
 static int verify_fn(bv_tx_t *tx, void *arg)
 {
     verify_t *v = arg;
@@ -68,6 +175,8 @@ static int verify_fn(bv_tx_t *tx, void *arg)
         c->name = check_defs[i].name;
         c->ok = true;
         c->detail[0] = '\0';
+        if (check_defs[i].sql == NULL)
+            continue;
         bv_stmt_t *s = bv_tx_prepare(tx, check_defs[i].sql);
         if (s == NULL)
             return BV_EIO;
@@ -87,7 +196,7 @@ static int verify_fn(bv_tx_t *tx, void *arg)
             snprintf(c->detail, sizeof(c->detail), "the check could not complete (%s)", bv_err_name(rc));
         }
     }
-    return 0;
+    return check_chains(tx, v);
 }
 
 int bv_ledger_verify(bv_store_t *st, bv_ledger_check_t checks[BV_LEDGER_N_CHECKS])

@@ -30,17 +30,27 @@
 
 const unsigned bv_store_batch_bounds[12] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 0};
 
-/* ---- connections with a statement cache keyed by SQL text ---- */
+/* ---- connections with a statement cache keyed by SQL text ----
+ * Callers nearly always pass the same string literal for the same statement, so a small
+ * table keyed by the text's address answers first (checked against the text itself, so
+ * a reused buffer is never mistaken); the hash of the text is the fallback. */
 typedef struct {
     const char *sql; /* points into the statement (sqlite3_sql) */
     uint64_t hash;
     sqlite3_stmt *stmt;
 } cache_slot_t;
 
+#define BY_ADDRESS_SLOTS 128
+typedef struct {
+    const char *addr; /* the caller's text */
+    const cache_slot_t *slot;
+} addr_slot_t;
+
 typedef struct conn {
     sqlite3 *db;
     cache_slot_t *slots;
     size_t n_slots, n_used;
+    addr_slot_t by_address[BY_ADDRESS_SLOTS];
     struct conn *next_reader; /* the store's list of reader connections */
 } conn_t;
 
@@ -201,8 +211,18 @@ static int conn_open(bv_store_t *st, int writer, conn_t **out)
     return 0;
 }
 
+static sqlite3_stmt *cached_stmt(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
 static sqlite3_stmt *conn_prepare(conn_t *c, const char *sql)
 {
+    addr_slot_t *as = &c->by_address[((uintptr_t)sql >> 3) % BY_ADDRESS_SLOTS];
+    if (as->addr == sql && strcmp(as->slot->sql, sql) == 0)
+        return cached_stmt(as->slot->stmt);
     uint64_t h = fnv1a(sql);
     if (c->n_slots == 0 || (c->n_used + 1) * 2 > c->n_slots) {
         size_t n = c->n_slots ? c->n_slots * 2 : 64;
@@ -220,13 +240,13 @@ static sqlite3_stmt *conn_prepare(conn_t *c, const char *sql)
         free(c->slots);
         c->slots = ns;
         c->n_slots = n;
+        memset(c->by_address, 0, sizeof(c->by_address)); /* they pointed into the old table */
     }
     size_t j = h & (c->n_slots - 1);
     while (c->slots[j].stmt != NULL) {
         if (c->slots[j].hash == h && strcmp(c->slots[j].sql, sql) == 0) {
-            sqlite3_reset(c->slots[j].stmt);
-            sqlite3_clear_bindings(c->slots[j].stmt);
-            return c->slots[j].stmt;
+            *as = (addr_slot_t){sql, &c->slots[j]};
+            return cached_stmt(c->slots[j].stmt);
         }
         j = (j + 1) & (c->n_slots - 1);
     }
@@ -240,6 +260,7 @@ static sqlite3_stmt *conn_prepare(conn_t *c, const char *sql)
     c->slots[j].hash = h;
     c->slots[j].sql = sqlite3_sql(s);
     c->n_used++;
+    *as = (addr_slot_t){sql, &c->slots[j]};
     return s;
 }
 
