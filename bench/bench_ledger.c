@@ -143,10 +143,10 @@ static double run_naive(const char *path, int n)
                            "(SELECT last_movement FROM ledger_accounts WHERE rid = ?3), "
                            "(SELECT last_movement FROM ledger_accounts WHERE rid = ?4))",
                        -1, &ins_t, NULL);
-    sqlite3_prepare_v2(db, "INSERT INTO ledger_anchors(account, posted_at, xfer) SELECT rid, ?, ? FROM ledger_accounts "
-                           "WHERE rid = ? AND movements % 64 = 0", -1, &ins_a, NULL);
-    sqlite3_prepare_v2(db, "UPDATE ledger_accounts SET balance = balance + ?, last_movement = ?, "
-                           "movements = movements + 1 WHERE rid = ?", -1, &upd, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO ledger_anchors(account, posted_at, xfer) SELECT account, ?, ? FROM ledger_balances "
+                           "WHERE account = ? AND movements % 64 = 0", -1, &ins_a, NULL);
+    sqlite3_prepare_v2(db, "UPDATE ledger_balances SET balance = balance + ?, last_movement = ?, "
+                           "movements = movements + 1 WHERE account = ?", -1, &upd, NULL);
     sqlite3_prepare_v2(db, "INSERT INTO outbox(id, topic, payload, created_at) VALUES (?, 'ledger', ?, ?)", -1, &ins_o,
                        NULL);
     int64_t t0 = bv_mono_us(), ts = bv_now_us() + 1000000000;

@@ -113,8 +113,19 @@ struct bv_call {
     bv_header_t resp_headers[16];
     int error_code; /* the BV_E... code behind a problem reply, 0 otherwise */
 
-    void *priv; /* the HTTP layer's own state */
+    bool deferred; /* set by bv_call_defer */
+    void *priv;    /* the HTTP layer's own state */
 };
+
+/* Deferred replies, for a handler that hands its work to another thread instead of waiting
+ * for it (the ledger engine, say): the handler calls bv_call_defer(c) and returns without
+ * replying; whoever finishes the work calls bv_call_resume(c, fn, arg) exactly once, from
+ * any thread, and fn(c, arg) then runs on the call's event loop, where it replies and frees
+ * what it must (it must not block; it runs even when the client has gone). The call and its request memory stay valid until then. A handler on the loop
+ * (BV_ROUTE_ON_LOOP) may defer too: nothing of the request then runs on a worker. The
+ * server's stop waits for every deferred call to be resumed. */
+void bv_call_defer(bv_call_t *c);
+void bv_call_resume(bv_call_t *c, void (*fn)(bv_call_t *c, void *arg), void *arg);
 
 /* Path parameter / query parameter (percent-decoded, arena-owned) / request header
  * (name in lower case). NULL when absent. */

@@ -35,7 +35,7 @@ match_t router_match(const router_t *r, const char *method, size_t method_len, c
 
 /* ---- worker pool ---- */
 typedef struct pool pool_t;
-int pool_create(int n_threads, size_t limit, pool_t **out);
+int pool_create(const char *name, int n_threads, size_t limit, pool_t **out);
 int pool_submit(pool_t *p, void (*fn)(void *arg), void *arg); /* 0 or BV_EBUSY */
 size_t pool_depth(pool_t *p);
 size_t pool_busy(pool_t *p);

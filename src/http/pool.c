@@ -2,6 +2,7 @@
  * event loops. A bounded queue: when it is full, submit fails and the caller answers 503
  * instead of letting latency grow without bound. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/errors.h"
@@ -14,6 +15,7 @@ typedef struct node {
 } node_t;
 
 struct pool {
+    char name[16]; /* of its threads (top -H, perf --comm) */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     node_t *head, *tail;
@@ -26,6 +28,7 @@ struct pool {
 static void *worker_main(void *arg)
 {
     pool_t *p = arg;
+    pthread_setname_np(pthread_self(), p->name);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->head == NULL && !p->stopping)
@@ -48,11 +51,12 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int pool_create(int n_threads, size_t limit, pool_t **out)
+int pool_create(const char *name, int n_threads, size_t limit, pool_t **out)
 {
     pool_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return BV_ENOMEM;
+    snprintf(p->name, sizeof(p->name), "%s", name);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->limit = limit;

@@ -90,6 +90,7 @@ struct bv_http {
     pool_t *pool;      /* blocking work that changes state (POST, PUT, PATCH, DELETE) */
     pool_t *read_pool; /* GET/HEAD: short reads never queue behind commits waiting for fsync */
     _Atomic int64_t in_flight; /* requests received and not yet answered */
+    _Atomic int64_t deferred;  /* deferred calls not yet resumed */
     int started, stopped;
     int n_running; /* loop threads created (also on a failed start) */
     sem_t threads_ready; /* posted by each loop thread once it can receive messages */
@@ -112,6 +113,8 @@ typedef struct {
     void **dispose_slot;  /* shared slot in req->pool pointing back to us */
     int64_t started_us;
     const route_entry_t *entry;
+    void (*resume)(bv_call_t *c, void *arg); /* of a deferred call: replies on the loop */
+    void *resume_arg;
 } pending_t;
 
 typedef struct {
@@ -230,13 +233,37 @@ static void run_on_worker(void *arg)
 {
     pending_t *pd = arg;
     pd->entry->route->handler(pd->call);
+    if (pd->call->deferred)
+        return; /* bv_call_resume posts it */
     if (pd->call->status == 0)
         bv_reply_problem(pd->call, BV_EINTERNAL, NULL, NULL);
     h2o_multithread_send_message(&pd->thread->receiver, &pd->super);
 }
 
+void bv_call_defer(bv_call_t *c)
+{
+    pending_t *pd = c->priv;
+    c->deferred = true;
+    atomic_fetch_add(&pd->thread->srv->deferred, 1);
+}
+
+void bv_call_resume(bv_call_t *c, void (*fn)(bv_call_t *c, void *arg), void *arg)
+{
+    pending_t *pd = c->priv;
+    bv_http_t *srv = pd->thread->srv;
+    pd->resume = fn;
+    pd->resume_arg = arg;
+    h2o_multithread_send_message(&pd->thread->receiver, &pd->super);
+    atomic_fetch_sub(&srv->deferred, 1); /* after the post: stop keeps the loop until here */
+}
+
 static void finish_pending(thread_t *th, pending_t *pd)
 {
+    if (pd->resume != NULL) {
+        pd->resume(pd->call, pd->resume_arg);
+        if (pd->call->status == 0)
+            bv_reply_problem(pd->call, BV_EINTERNAL, NULL, NULL);
+    }
     th->in_flight--;
     if (pd->req != NULL) {
         *(pending_t **)pd->dispose_slot = NULL;
@@ -508,13 +535,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (entry->route->scope != NULL && authenticate_or_reply(srv, c, entry->route) != 0)
         goto reply_route;
 
-    if (entry->route->flags & BV_ROUTE_ON_LOOP) {
-        entry->route->handler(c);
-        if (c->status == 0)
-            bv_reply_problem(c, BV_EINTERNAL, NULL, NULL);
-        goto reply_route;
-    }
-    if (th->stop_accepting) {
+    if (th->stop_accepting && !(entry->route->flags & BV_ROUTE_ON_LOOP)) {
         bv_reply_problem(c, BV_ESHUTDOWN, "the server is shutting down", NULL);
         goto reply_route;
     }
@@ -528,9 +549,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     pd->req = req;
     pd->started_us = started;
     pd->entry = entry;
+    c->priv = pd;
+    if (entry->route->flags & BV_ROUTE_ON_LOOP) {
+        entry->route->handler(c);
+        if (!c->deferred) {
+            free(pd);
+            if (c->status == 0)
+                bv_reply_problem(c, BV_EINTERNAL, NULL, NULL);
+            goto reply_route;
+        }
+        /* the resume may already be posted: it is read on this loop, after we return */
+    }
     pd->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(pending_t *), on_req_disposed);
     *(pending_t **)pd->dispose_slot = pd;
     th->in_flight++;
+    if (c->deferred)
+        return 0;
     int is_read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) ||
                   (entry->route->is_short != NULL && entry->route->is_short(c));
@@ -614,6 +648,7 @@ static void *thread_main(void *arg)
 {
     thread_t *th = arg;
     bv_http_t *srv = th->srv;
+    pthread_setname_np(pthread_self(), "bv-http-loop");
     th->loop = h2o_evloop_create();
     h2o_context_init(&th->ctx, th->loop, &srv->globalconf);
     for (size_t i = 0; i < srv->n_listeners; i++) {
@@ -857,8 +892,9 @@ int bv_http_start(bv_http_t *srv)
     }
     srv->metrics[srv->router.n].route = "unmatched";
     srv->metrics[srv->router.n].method = "-";
-    if ((rc = pool_create(bv_config_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->pool)) != 0 ||
-        (rc = pool_create(bv_config_read_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->read_pool)) != 0)
+    if ((rc = pool_create("bv-http-write", bv_config_workers(srv->cfg), (size_t)srv->cfg->queue_limit, &srv->pool)) != 0 ||
+        (rc = pool_create("bv-http-read", bv_config_read_workers(srv->cfg), (size_t)srv->cfg->queue_limit,
+                               &srv->read_pool)) != 0)
         return rc;
     for (int t = 0; t < srv->n_threads; t++) {
         thread_t *th = &srv->threads[t];
@@ -945,6 +981,10 @@ void bv_http_stop(bv_http_t *srv)
     /* Workers finish what they run; their results are posted to loops still running. */
     pool_stop(srv->pool);
     pool_stop(srv->read_pool);
+    /* so are the resumes of deferred calls: whoever took them on (the ledger engine, say)
+     * finishes its queue, so this wait ends */
+    while (atomic_load(&srv->deferred) > 0)
+        usleep(1000);
     for (int t = 0; t < srv->n_threads; t++)
         post_control(&srv->threads[t], 2);
     for (int t = 0; t < srv->n_threads; t++)

@@ -82,6 +82,8 @@ typedef struct op {
     bv_ledger_account_t *acct_out;
     bv_ledger_transfer_t *xfer_out;
     sem_t done;
+    void (*async_done)(int rc, void *arg); /* an asynchronous op (heap-allocated): called instead of posting done */
+    void *async_arg;
     _Atomic int release_refs; /* head op of a job: the engine and the store's syncer */
     struct bv_ledger *lg;      /* head op of a pipelined job */
     struct op *next;
@@ -359,8 +361,8 @@ static int flush_balances(bv_ledger_t *lg, bv_tx_t *tx, int64_t now)
 {
     for (size_t i = 0; i < lg->n_dirty; i++) {
         acct_t *a = lg->dirty[i];
-        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE OR FAIL ledger_accounts SET balance = ?, holds = ?, updated_at = ?, "
-                                         "last_movement = ?, movements = ? WHERE rid = ?");
+        bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE OR FAIL ledger_balances SET balance = ?, holds = ?, updated_at = ?, "
+                                         "last_movement = ?, movements = ? WHERE account = ?");
         if (s == NULL)
             return BV_EIO;
         bv_stmt_bind_int64(s, 1, a->balance);
@@ -977,7 +979,7 @@ static int op_account(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
         return 0;
     }
     if (r->idem_key != NULL) {
-        bv_stmt_t *s = bv_tx_prepare(tx, "SELECT id FROM ledger_accounts WHERE creation_key = ?");
+        bv_stmt_t *s = bv_tx_prepare(tx, "SELECT id FROM ledger_account_info WHERE creation_key = ?");
         char id[BV_UUID_STR_LEN + 1] = "";
         if (s == NULL)
             return BV_EIO;
@@ -1027,10 +1029,10 @@ static int op_account(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
         /* 14-digit body; the leading digit is never 0 so numbers keep their length */
         body = 10000000000000ULL + body % 90000000000000ULL;
         bv_ledger_number_make(body, a->number);
-        bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO ledger_accounts(rid, id, number, type, currency, status, "
-                                         "holder_name, customer_id, overdraft_limit, allow_negative, balance, holds, "
+        bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO ledger_account_info(rid, id, number, type, currency, status, "
+                                         "holder_name, customer_id, overdraft_limit, allow_negative, "
                                          "created_at, updated_at, creation_key) "
-                                         "VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, 0, 0, ?, ?, ?)");
+                                         "VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)");
         if (s == NULL) {
             rc = BV_EIO;
             break;
@@ -1051,6 +1053,17 @@ static int op_account(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
         bv_stmt_reset(s);
         if (rc != BV_ECONFLICT) /* a number collision draws another number */
             break;
+    }
+    if (rc >= 0) {
+        bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO ledger_balances(account, updated_at) VALUES (?, ?)");
+        if (s == NULL) {
+            rc = BV_EIO;
+        } else {
+            bv_stmt_bind_int64(s, 1, a->rid);
+            bv_stmt_bind_int64(s, 2, a->created_at);
+            rc = bv_stmt_step(s);
+            bv_stmt_reset(s);
+        }
     }
     if (rc < 0 || (rc = insert_acct(lg, a)) != 0) {
         free_acct(a);
@@ -1092,7 +1105,7 @@ static int op_status(bv_ledger_t *lg, bv_tx_t *tx, op_t *op)
         return rc;
     int old = a->status;
     a->status = (int8_t)status;
-    bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE ledger_accounts SET status = ?, updated_at = ? WHERE rid = ?");
+    bv_stmt_t *s = bv_tx_prepare(tx, "UPDATE ledger_account_info SET status = ?, updated_at = ? WHERE rid = ?");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_text(s, 1, status_names[status], -1);
@@ -1161,8 +1174,12 @@ static int run_job(bv_tx_t *tx, void *arg)
     return 0;
 }
 
-/* Posts every op of a job once both the engine is done with them and the job is durable
- * (whichever comes last). The ops live on their callers' stacks until posted. */
+/* Outcome of a transfer op as bv_ledger_transfer returns it. */
+static int transfer_rc(const op_t *op) { return op->rc != 0 ? op->rc : op->results[0].rc; }
+
+/* Releases every op of a job once both the engine is done with them and the job is durable
+ * (whichever comes last): posts the waiting callers (their ops live on their stacks) and
+ * calls back the asynchronous ones (their ops are freed here). */
 static void release_ops(void *arg)
 {
     op_t *ops = arg;
@@ -1170,7 +1187,12 @@ static void release_ops(void *arg)
         return;
     for (op_t *op = ops; op != NULL;) {
         op_t *nx = op->next;
-        sem_post(&op->done);
+        if (op->async_done != NULL) {
+            op->async_done(transfer_rc(op), op->async_arg);
+            free(op);
+        } else {
+            sem_post(&op->done);
+        }
         op = nx;
     }
 }
@@ -1284,15 +1306,13 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-static int submit(bv_ledger_t *lg, op_t *op)
+/* Queues op for the engine thread. 0, or BV_ESHUTDOWN. */
+static int enqueue(bv_ledger_t *lg, op_t *op)
 {
-    if (sem_init(&op->done, 0, 0) != 0)
-        return BV_EINTERNAL;
     op->next = NULL;
     pthread_mutex_lock(&lg->mu);
     if (lg->stopping) {
         pthread_mutex_unlock(&lg->mu);
-        sem_destroy(&op->done);
         return BV_ESHUTDOWN;
     }
     if (lg->tail != NULL)
@@ -1302,6 +1322,18 @@ static int submit(bv_ledger_t *lg, op_t *op)
     lg->tail = op;
     pthread_cond_signal(&lg->cond);
     pthread_mutex_unlock(&lg->mu);
+    return 0;
+}
+
+static int submit(bv_ledger_t *lg, op_t *op)
+{
+    if (sem_init(&op->done, 0, 0) != 0)
+        return BV_EINTERNAL;
+    int rc = enqueue(lg, op);
+    if (rc != 0) {
+        sem_destroy(&op->done);
+        return rc;
+    }
     while (sem_wait(&op->done) != 0 && errno == EINTR)
         ;
     sem_destroy(&op->done);
@@ -1400,6 +1432,20 @@ int bv_ledger_transfer(bv_ledger_t *lg, const bv_ledger_ctx_t *ctx, const bv_led
 {
     int rc = bv_ledger_batch(lg, ctx, req, 1, false, result);
     return rc != 0 ? rc : result->rc;
+}
+
+int bv_ledger_transfer_async(bv_ledger_t *lg, const bv_ledger_ctx_t *ctx, const bv_ledger_transfer_req_t *req,
+                             bv_ledger_result_t *result, void (*done)(int rc, void *arg), void *arg)
+{
+    op_t *op = calloc(1, sizeof(*op));
+    if (op == NULL)
+        return BV_ENOMEM;
+    *op = (op_t){.kind = OP_BATCH, .ctx = ctx, .reqs = req, .n = 1, .results = result, .async_done = done,
+                 .async_arg = arg};
+    int rc = enqueue(lg, op);
+    if (rc != 0)
+        free(op);
+    return rc;
 }
 
 int bv_ledger_post(bv_ledger_t *lg, const bv_ledger_ctx_t *ctx, const char *transfer_id, int64_t amount,

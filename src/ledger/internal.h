@@ -15,8 +15,8 @@ bv_store_t *ledger_store(bv_ledger_t *lg);
     "SELECT t.rid, t.id, t.reference, d.id, c.id, t.currency, t.amount, t.posted_amount, t.status, t.pending, " \
     "t.expires_at, t.description, r.id, (SELECT x.id FROM ledger_transfers x WHERE x.reverses = t.rid), "      \
     "t.created_at, t.resolved_at, t.debit, t.credit, t.resolve_key "                                            \
-    "FROM ledger_transfers t JOIN ledger_accounts d ON d.rid = t.debit "                                        \
-    "JOIN ledger_accounts c ON c.rid = t.credit LEFT JOIN ledger_transfers r ON r.rid = t.reverses "
+    "FROM ledger_transfers t JOIN ledger_account_info d ON d.rid = t.debit "                                    \
+    "JOIN ledger_account_info c ON c.rid = t.credit LEFT JOIN ledger_transfers r ON r.rid = t.reverses "
 
 typedef struct {
     int64_t rid, debit_rid, credit_rid;

@@ -155,6 +155,15 @@ typedef struct {
 int bv_ledger_transfer(bv_ledger_t *lg, const bv_ledger_ctx_t *ctx, const bv_ledger_transfer_req_t *req,
                        bv_ledger_result_t *result);
 
+/* The same without waiting: queues the transfer and returns 0 at once (or BV_ESHUTDOWN,
+ * BV_ENOMEM, and done is not called). done(rc, arg) is called exactly once, on an engine or
+ * store thread, when the outcome is durable, with what bv_ledger_transfer would return
+ * (result filled as by it); it must not block. ctx, req (and the strings they point to) and
+ * result must stay valid until then. bv_ledger_close finishes every queued transfer, so
+ * every done is called before it returns. */
+int bv_ledger_transfer_async(bv_ledger_t *lg, const bv_ledger_ctx_t *ctx, const bv_ledger_transfer_req_t *req,
+                             bv_ledger_result_t *result, void (*done)(int rc, void *arg), void *arg);
+
 /* Applies n transfers in order in one commit, each with its own result in results[i].
  * linked: all succeed or none does (the failing one keeps its code, the others get
  * BV_ELINKED_FAILED). Returns 0 when the batch was processed (see the results), else an

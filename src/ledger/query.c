@@ -224,7 +224,7 @@ static int walk_next(walk_t *w)
 /* Fills the counterparty of w->m. 0 or an error. */
 static int walk_counterparty(walk_t *w)
 {
-    bv_stmt_t *s = bv_tx_prepare(w->tx, "SELECT id, number, holder_name FROM ledger_accounts WHERE rid = ?");
+    bv_stmt_t *s = bv_tx_prepare(w->tx, "SELECT id, number, holder_name FROM ledger_account_info WHERE rid = ?");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_int64(s, 1, w->counterparty);

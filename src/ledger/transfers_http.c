@@ -116,30 +116,67 @@ static const char *field_of(int rc)
     }
 }
 
+/* A transfer being made: what the engine reads until it answers. */
+typedef struct {
+    bv_call_t *call;
+    json_t *root; /* the decoded body: req's strings point into it */
+    ledger_call_ctx_t cc;
+    bv_ledger_transfer_req_t req;
+    bv_ledger_result_t res;
+    int rc;
+} create_t;
+
+/* On the call's loop, once the transfer is durable (or refused). */
+static void create_reply(bv_call_t *c, void *arg)
+{
+    create_t *x = arg;
+    if (x->rc != 0)
+        ledger_reply_error(c, x->rc, field_of(x->rc));
+    else
+        reply_transfer(c, 201, &x->res.transfer, x->res.replayed);
+    json_decref(x->root);
+    free(x);
+}
+
+/* On an engine or store thread. */
+static void create_done(int rc, void *arg)
+{
+    create_t *x = arg;
+    x->rc = rc;
+    bv_call_resume(x->call, create_reply, x);
+}
+
+/* Runs on the event loop (decoding and checks only) and hands the transfer to the engine
+ * without waiting for it: no worker thread waits for the commit. */
 static void on_create(bv_call_t *c)
 {
     xfer_body_t body = {0};
-    json_t *root = NULL;
     const char *key, *field, *detail;
-    bv_ledger_transfer_req_t req;
-    bv_ledger_result_t res;
-    ledger_call_ctx_t cc;
     int rc;
-    if (ledger_idem_key_or_reply(c, &key) != 0 || bv_call_decode_json_or_reply(c, xfer_spec, &body, &root) != 0)
+    create_t *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        bv_reply_problem(c, BV_ENOMEM, NULL, NULL);
         return;
-    if ((rc = xfer_req_from_body(&body, key, &req, &field, &detail)) != 0) {
+    }
+    x->call = c;
+    if (ledger_idem_key_or_reply(c, &key) != 0 || bv_call_decode_json_or_reply(c, xfer_spec, &body, &x->root) != 0) {
+        free(x);
+        return;
+    }
+    if ((rc = xfer_req_from_body(&body, key, &x->req, &field, &detail)) != 0) {
         bv_reply_problem(c, rc, detail, field);
-        goto out;
+        goto fail;
     }
-    ledger_call_ctx(c, &cc);
-    rc = bv_ledger_transfer(ledger_of(c), &cc.ctx, &req, &res);
-    if (rc != 0) {
-        ledger_reply_error(c, rc, field_of(rc));
-        goto out;
+    ledger_call_ctx(c, &x->cc);
+    bv_call_defer(c);
+    if ((rc = bv_ledger_transfer_async(ledger_of(c), &x->cc.ctx, &x->req, &x->res, create_done, x)) != 0) {
+        x->rc = rc; /* not queued: answer through the same path */
+        bv_call_resume(c, create_reply, x);
     }
-    reply_transfer(c, 201, &res.transfer, res.replayed);
-out:
-    json_decref(root);
+    return;
+fail:
+    json_decref(x->root);
+    free(x);
 }
 
 static void on_get(bv_call_t *c)
@@ -391,7 +428,7 @@ out:
 }
 
 const bv_route_t ledger_transfer_routes[] = {
-    {"POST", "/v1/ledger/transfers", on_create, "ledger:write", 8192, 0, NULL},
+    {"POST", "/v1/ledger/transfers", on_create, "ledger:write", 8192, BV_ROUTE_ON_LOOP, NULL},
     {"GET", "/v1/ledger/transfers", on_list, "ledger:read", 0, 0, NULL},
     {"GET", "/v1/ledger/transfers/{id}", on_get, "ledger:read", 0, 0, NULL},
     {"POST", "/v1/ledger/transfers/{id}/post", on_post, "ledger:write", 1024, 0, NULL},

@@ -154,7 +154,7 @@ static int check_chains(bv_tx_t *tx, verify_t *v)
         snprintf(what, sizeof(what), "%lld steps for %lld posted transfers", (long long)steps, (long long)posted);
         add_offender(chains, "ledger", what);
     }
-    s = bv_tx_prepare(tx, "SELECT (SELECT id FROM ledger_accounts WHERE rid = n.account), 'anchor' FROM ledger_anchors n "
+    s = bv_tx_prepare(tx, "SELECT (SELECT id FROM ledger_account_info WHERE rid = n.account), 'anchor' FROM ledger_anchors n "
                           "LEFT JOIN ledger_transfers t ON t.rid = n.xfer WHERE t.rid IS NULL OR t.posted_at IS NOT "
                           "n.posted_at OR (t.debit != n.account AND t.credit != n.account) LIMIT 5");
     if (s == NULL)

@@ -43,6 +43,36 @@ static void on_hold(bv_call_t *c)
 }
 static int classify_short(bv_call_t *c) { return c->body != NULL && strstr(c->body, "short") != NULL; }
 
+/* /defer (on the loop) and /defer-worker (on a worker) defer their reply; a resumer thread
+ * resumes every deferred call once `defer_release` is set */
+static atomic_int defer_release, deferred_now, resumed_on_loop, resumes_run;
+static void defer_reply(bv_call_t *c, void *arg)
+{
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    if (strcmp(name, "bv-http-loop") == 0)
+        atomic_fetch_add(&resumed_on_loop, 1);
+    atomic_fetch_add(&resumes_run, 1);
+    bv_reply_raw(c, 200, "text/plain", (const char *)arg, strlen(arg));
+}
+static void *resumer(void *arg)
+{
+    bv_call_t *c = arg;
+    while (!atomic_load(&defer_release))
+        usleep(2000);
+    atomic_fetch_sub(&deferred_now, 1);
+    bv_call_resume(c, defer_reply, "resumed");
+    return NULL;
+}
+static void on_defer(bv_call_t *c)
+{
+    pthread_t t;
+    bv_call_defer(c);
+    atomic_fetch_add(&deferred_now, 1);
+    pthread_create(&t, NULL, resumer, c);
+    pthread_detach(t);
+}
+
 typedef struct {
     const char *name;
     int64_t n;
@@ -70,6 +100,8 @@ static const bv_route_t routes[] = {
     {"POST", "/hold", on_hold, NULL, 100, 0, NULL},
     {"POST", "/classify", on_fast, NULL, 100, 0, classify_short},
     {"GET", "/fast", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"GET", "/defer", on_defer, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"GET", "/defer-worker", on_defer, NULL, 0, 0, NULL},
     {"POST", "/things/{id}/echo", on_echo, "things:write", 100, 0, NULL},
     {"GET", "/things/{id}/echo", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
     /* the largest route limit (1000) is the transport's cap: bodies between 100 and 1000
@@ -380,6 +412,14 @@ static void *slow_client(void *arg)
 /* A write route's request that its is_short says waits for no commit runs on the read
  * pool: it is answered while every write worker is busy; the same route's other requests
  * wait for a write worker. */
+static void *release_later(void *arg)
+{
+    (void)arg;
+    usleep(200000);
+    atomic_store(&defer_release, 1);
+    return NULL;
+}
+
 static void *hold_client(void *arg)
 {
     (void)arg;
@@ -435,18 +475,100 @@ static void test_short_requests_skip_the_write_pool(void **state)
     free(slow.resp);
 }
 
+typedef struct {
+    const char *path;
+    char *resp;
+} get_t;
+
+static void *get_client(void *arg)
+{
+    get_t *g = arg;
+    char raw[128];
+    snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", g->path);
+    g->resp = roundtrip(raw, 5000);
+    return NULL;
+}
+
+static void wait_deferred(int n)
+{
+    for (int i = 0; i < 400 && atomic_load(&deferred_now) < n; i++)
+        usleep(5000);
+    assert_int_equal(atomic_load(&deferred_now), n);
+}
+
+/* A deferred call holds no thread while it waits: more calls wait at once than there are
+ * workers (all of them held, even), and each is answered by its resume on its loop. */
+static void test_deferred_calls(void **state)
+{
+    (void)state;
+    pthread_t holds[4], t[12];
+    get_t g[12];
+    atomic_store(&defer_release, 0);
+    atomic_store(&hold_release, 0);
+    atomic_store(&resumes_run, 0);
+    atomic_store(&resumed_on_loop, 0);
+    for (int i = 0; i < 4; i++) /* BOVEDA_WORKERS=4: every write worker held */
+        pthread_create(&holds[i], NULL, hold_client, NULL);
+    for (int i = 0; i < 200 && atomic_load(&holding) < 4; i++)
+        usleep(5000);
+    for (int i = 0; i < 6; i++) { /* on the loop: no worker needed at all */
+        g[i] = (get_t){.path = "/defer"};
+        pthread_create(&t[i], NULL, get_client, &g[i]);
+    }
+    wait_deferred(6);
+    atomic_store(&hold_release, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(holds[i], NULL);
+    for (int i = 6; i < 12; i++) { /* on a worker (4 of them): each returns at once */
+        g[i] = (get_t){.path = "/defer-worker"};
+        pthread_create(&t[i], NULL, get_client, &g[i]);
+    }
+    wait_deferred(12);
+    /* a client that goes away before its resume: the resume still runs (and frees) */
+    int fd = connect_local();
+    const char *raw = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(write(fd, raw, strlen(raw)), (ssize_t)strlen(raw));
+    wait_deferred(13);
+    close(fd);
+    usleep(20000);
+    atomic_store(&defer_release, 1);
+    for (int i = 0; i < 12; i++) {
+        pthread_join(t[i], NULL);
+        assert_non_null(strstr(g[i].resp, "HTTP/1.1 200"));
+        assert_non_null(strstr(g[i].resp, "resumed"));
+        free(g[i].resp);
+    }
+    for (int i = 0; i < 200 && atomic_load(&resumes_run) < 13; i++)
+        usleep(5000);
+    assert_int_equal(atomic_load(&resumes_run), 13);
+    assert_int_equal(atomic_load(&resumed_on_loop), 13);
+}
+
+/* Stop answers what is in flight: a request on a worker and a deferred call resumed after
+ * the stop began. */
 static void test_graceful_stop_finishes_in_flight(void **state)
 {
     (void)state;
-    pthread_t t;
+    pthread_t t, td;
     char *resp = NULL;
+    get_t g = {.path = "/defer"};
+    atomic_store(&defer_release, 0);
+    atomic_store(&deferred_now, 0);
     pthread_create(&t, NULL, slow_client, &resp);
+    pthread_create(&td, NULL, get_client, &g);
+    wait_deferred(1);
     usleep(30000);
+    pthread_t releaser;
+    pthread_create(&releaser, NULL, release_later, NULL);
     bv_http_stop(srv);
     pthread_join(t, NULL);
+    pthread_join(td, NULL);
+    pthread_join(releaser, NULL);
     assert_non_null(resp);
     assert_non_null(strstr(resp, "HTTP/1.1 200"));
+    assert_non_null(strstr(g.resp, "HTTP/1.1 200"));
     free(resp);
+    free(g.resp);
 }
 
 /* A customer's token never holds a back-office scope, whatever its scope claim says. */
@@ -483,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_client_disconnect_mid_request),
         cmocka_unit_test(test_slow_client_is_cut_off),
         cmocka_unit_test(test_short_requests_skip_the_write_pool),
+        cmocka_unit_test(test_deferred_calls),
         cmocka_unit_test(test_graceful_stop_finishes_in_flight),
     };
     return cmocka_run_group_tests_name("http server", tests, setup, teardown);

@@ -1,7 +1,8 @@
 /* Movement history as per-account chains with anchors (migration 0031): histories longer
  * than several anchor spans read back exactly (pagination, points in time, statements),
  * holds posted later join the chain when posted, the chains survive an engine reload, verify
- * catches broken chains, and the migration backfills chains of a ledger written before it. */
+ * catches broken chains, and the migration backfills chains (and moves the balances to
+ * their own table) of a ledger written before it. */
 #include "helpers.h"
 #include "store/migrations.h"
 
@@ -370,12 +371,22 @@ static void test_migration_backfills_chains(void **state)
     for (int r = 1; r <= 3; r++) {
         snprintf(sql, sizeof(sql), "SELECT movements FROM ledger_accounts WHERE rid = %d", r);
         assert_int_equal(fx_count(&f, sql), moves[r]);
+        snprintf(sql, sizeof(sql), "SELECT balance FROM ledger_balances WHERE account = %d", r);
+        assert_int_equal(fx_count(&f, sql), bal[r]);
+        snprintf(sql, sizeof(sql), "SELECT holds FROM ledger_accounts WHERE rid = %d", r);
+        assert_int_equal(fx_count(&f, sql), r == 2 ? holds2 : 0);
         snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM ledger_anchors WHERE account = %d", r);
         assert_int_equal(fx_count(&f, sql), (moves[r] + LEDGER_ANCHOR_EVERY - 1) / LEDGER_ANCHOR_EVERY);
     }
     assert_int_equal(fx_count(&f, "SELECT COUNT(*) FROM sqlite_master WHERE name IN "
                                   "('ledger_transfers_debits', 'ledger_transfers_credits')"),
                      0);
+    /* the balances live in their own narrow table; ledger_accounts is a view of both */
+    assert_int_equal(fx_count(&f, "SELECT COUNT(*) FROM pragma_table_info('ledger_account_info') "
+                                  "WHERE name IN ('balance', 'holds')"),
+                     0);
+    assert_int_equal(fx_count(&f, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_accounts' AND type = 'view'"),
+                     1);
     /* newest first: the hold posted last leads, then the history in order */
     bv_ledger_movement_t page[BV_LEDGER_PAGE_MAX];
     size_t n;

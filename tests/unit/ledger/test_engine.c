@@ -1,7 +1,9 @@
 /* The ledger engine: accounts, transfers and every rejection (balances unchanged), holds
  * (expiry, partial post, void), reversals at most once, batches linked and unlinked,
  * idempotency replay and conflict, movements, balances at a time, statements, audit and
- * outbox rows, and verify detecting a balance corrupted directly in the database. */
+ * outbox rows, asynchronous transfers, and verify detecting a balance corrupted directly in
+ * the database. */
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -538,6 +540,68 @@ static void test_movements_and_statement(void **state)
     assert_int_equal(bv_ledger_statement(w->f->lg, w->b, 10, 5, &st), BV_EINVALID);
 }
 
+/* ---- asynchronous transfers ---- */
+
+typedef struct {
+    bv_ledger_transfer_req_t req;
+    bv_ledger_result_t res;
+    char ref[32];
+    int rc;
+    atomic_int calls;
+} async_t;
+
+static void async_done(int rc, void *arg)
+{
+    async_t *x = arg;
+    x->rc = rc;
+    atomic_fetch_add(&x->calls, 1);
+}
+
+/* bv_ledger_transfer_async answers each transfer once, with what the waiting call would
+ * return, and bv_ledger_close answers every queued one before it returns. */
+static void test_async_transfers(void **state)
+{
+    world_t *w = *state;
+    enum { N = 300 };
+    async_t *xs = calloc(N, sizeof(*xs));
+    for (int i = 0; i < N; i++) {
+        async_t *x = &xs[i];
+        snprintf(x->ref, sizeof(x->ref), "async-%d", i % 250); /* the last 50 replay the first */
+        /* a has 1000.00: every 7th asks for more than that and is refused */
+        x->req = (bv_ledger_transfer_req_t){.debit_account = w->a, .credit_account = w->b,
+                                            .amount = i % 7 == 6 && i < 250 ? 500000 : 100, .currency = "USD",
+                                            .reference = x->ref};
+        if (i >= 250)
+            x->req.amount = xs[i - 250].req.amount;
+        assert_int_equal(bv_ledger_transfer_async(w->f->lg, &fx_ctx, &x->req, &x->res, async_done, x), 0);
+        if (i == 249) /* the replays come after the originals are answered */
+            for (int k = 0; k < 250; k++)
+                while (atomic_load(&xs[k].calls) == 0)
+                    usleep(1000);
+    }
+    fx_reopen_engine(w->f); /* close: every queued transfer is answered first */
+    int64_t moved = 0;
+    for (int i = 0; i < N; i++) {
+        async_t *x = &xs[i];
+        assert_int_equal(atomic_load(&x->calls), 1);
+        int want = x->req.amount == 500000 ? BV_EINSUFFICIENT_FUNDS : 0;
+        assert_int_equal(x->rc, want);
+        assert_int_equal(x->res.rc, want);
+        if (want == 0 && i < 250) {
+            assert_false(x->res.replayed);
+            moved += 100;
+        }
+        if (want == 0 && i >= 250) {
+            assert_true(x->res.replayed);
+            assert_string_equal(x->res.transfer.id, xs[i - 250].res.transfer.id);
+        }
+    }
+    assert_true(fx_balance(w->f, w->b) == moved);
+    assert_true(fx_balance(w->f, w->a) == 100000 - moved);
+    fx_assert_verified(w->f);
+    free(xs);
+}
+
 /* ---- verify ---- */
 
 static void test_verify_detects_corruption(void **state)
@@ -547,8 +611,8 @@ static void test_verify_detects_corruption(void **state)
     assert_int_equal(fx_transfer(w->f, w->a, w->b, 100, "USD", "v-1", NULL), 0);
     fx_assert_verified(w->f);
     /* a balance edited directly in the database */
-    fx_sql(w->f, "UPDATE ledger_accounts SET balance = balance + 1 WHERE type = 'checking' AND currency = 'USD' "
-                 "AND balance = 100");
+    fx_sql(w->f, "UPDATE ledger_balances SET balance = balance + 1 WHERE account IN (SELECT rid FROM ledger_accounts "
+                 "WHERE type = 'checking' AND currency = 'USD' AND balance = 100)");
     assert_int_equal(bv_ledger_verify(w->f->st, checks), BV_EINTEGRITY);
     bool zero_sum = true, matches = true;
     for (int i = 0; i < BV_LEDGER_N_CHECKS; i++) {
@@ -561,7 +625,7 @@ static void test_verify_detects_corruption(void **state)
     }
     assert_false(zero_sum);
     assert_false(matches);
-    fx_sql(w->f, "UPDATE ledger_accounts SET balance = balance - 1 WHERE balance = 101");
+    fx_sql(w->f, "UPDATE ledger_balances SET balance = balance - 1 WHERE balance = 101");
     fx_assert_verified(w->f);
     /* a balance_after that is not the running sum */
     fx_sql(w->f, "UPDATE ledger_transfers SET credit_balance_after = credit_balance_after + 1 WHERE reference = 'v-1'");
@@ -609,6 +673,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_linked_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_max_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movements_and_statement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_transfers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_detects_corruption, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
