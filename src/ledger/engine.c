@@ -1202,12 +1202,12 @@ static void job_durable(void *arg)
 {
     op_t *ops = arg;
     bv_ledger_t *lg = ops->lg;
+    release_ops(ops); /* first: bv_ledger_close returns only after every op is answered */
     pthread_mutex_lock(&lg->mu);
     lg->in_flight--;
     if (lg->stopping) /* bv_ledger_close waits for the last ones */
         pthread_cond_broadcast(&lg->cond);
     pthread_mutex_unlock(&lg->mu);
-    release_ops(ops);
 }
 
 /* Runs ops as one store job. With pipelined, returns once the job has committed (the
