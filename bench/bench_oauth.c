@@ -148,14 +148,18 @@ int main(int argc, char **argv)
                        k) if (strcmp(json_string_value(json_object_get(k, "kid")), kid) == 0)
         jwk_to_pkey(k, &pub, NULL);
     long n = 0;
+    /* the fastest way to call OpenSSL: a context prepared once for the key, copied per use */
+    EVP_MD_CTX *prepared = bv_keys_prepare_ctx(pub, 0);
     double t0 = now_s(), t;
     do {
         for (int i = 0; i < 100; i++)
-            if (jws_verify(pub, JWS_ES256, toks[0], j.signing_input_len, j.sig, j.sig_len) != 0)
+            if (jws_verify(pub, bv_keys_ctx_copy(prepared), JWS_ES256, toks[0], j.signing_input_len, j.sig,
+                           j.sig_len) != 0)
                 abort();
         n += 100;
     } while ((t = now_s() - t0) < seconds);
     double raw_verify = n / t;
+    EVP_MD_CTX_free(prepared);
     jwt_free(&j);
 
     /* 2. validator: cold and warm */

@@ -35,6 +35,7 @@ struct sk_entry {
     int64_t created_at;
     EVP_PKEY *pub;
     EVP_PKEY *priv;     /* file adapter, loaded on first signature */
+    EVP_MD_CTX *sign_ctx; /* prepared for priv on first signature (bv_keys_prepare_ctx) */
     bv_buf_t priv_blob; /* envelope ciphertext of the private key (file adapter) */
     int seen;           /* reload bookkeeping */
     sk_entry_t *next;
@@ -165,9 +166,7 @@ int bv_keys_verify_with(EVP_PKEY *pub, bv_keys_alg_t alg, const void *data, size
     } else if (!EVP_PKEY_is_a(pub, "RSA") || EVP_PKEY_get_bits(pub) < 2048) {
         return BV_EINTEGRITY;
     }
-    if ((mctx = EVP_MD_CTX_new()) == NULL)
-        goto out;
-    if (EVP_DigestVerifyInit_ex(mctx, NULL, "SHA256", NULL, NULL, pub, NULL) != 1)
+    if ((mctx = bv_keys_prepare_ctx(pub, 0)) == NULL)
         goto out;
     if (EVP_DigestVerify(mctx, sig, sig_len, data, len) == 1)
         rc = 0;
@@ -177,14 +176,45 @@ out:
     return rc;
 }
 
-static int sign_with(EVP_PKEY *priv, bv_keys_alg_t alg, const void *data, size_t len, bv_buf_t *sig_out)
+EVP_MD_CTX *bv_keys_prepare_ctx(EVP_PKEY *key, int sign)
 {
-    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c == NULL)
+        return NULL;
+    int ok = sign ? EVP_DigestSignInit_ex(c, NULL, "SHA256", NULL, NULL, key, NULL)
+                  : EVP_DigestVerifyInit_ex(c, NULL, "SHA256", NULL, NULL, key, NULL);
+    if (ok != 1) {
+        EVP_MD_CTX_free(c);
+        return NULL;
+    }
+    /* one use each: without this, the final step copies the context to allow more input */
+    EVP_MD_CTX_set_flags(c, EVP_MD_CTX_FLAG_FINALISE);
+    return c;
+}
+
+EVP_MD_CTX *bv_keys_ctx_copy(const EVP_MD_CTX *prepared)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c != NULL && EVP_MD_CTX_copy_ex(c, prepared) != 1) {
+        EVP_MD_CTX_free(c);
+        return NULL;
+    }
+    if (c != NULL)
+        EVP_MD_CTX_set_flags(c, EVP_MD_CTX_FLAG_FINALISE);
+    return c;
+}
+
+/* Signs with mctx (a prepared context for priv, used up and freed here; NULL: one is
+ * prepared now). */
+static int sign_with(EVP_MD_CTX *mctx, EVP_PKEY *priv, bv_keys_alg_t alg, const void *data, size_t len,
+                     bv_buf_t *sig_out)
+{
     unsigned char buf[1024];
     size_t siglen = sizeof(buf);
     int rc = BV_ECRYPTO;
-    if (mctx == NULL || EVP_DigestSignInit_ex(mctx, NULL, "SHA256", NULL, NULL, priv, NULL) != 1 ||
-        EVP_DigestSign(mctx, buf, &siglen, data, len) != 1)
+    if (mctx == NULL)
+        mctx = bv_keys_prepare_ctx(priv, 1);
+    if (mctx == NULL || EVP_DigestSign(mctx, buf, &siglen, data, len) != 1)
         goto out;
     if (alg == BV_KEYS_ALG_ES256) {
         unsigned char raw[64];
@@ -203,6 +233,7 @@ out:
 
 static void entry_free(sk_entry_t *e)
 {
+    EVP_MD_CTX_free(e->sign_ctx);
     EVP_PKEY_free(e->pub);
     EVP_PKEY_free(e->priv);
     bv_buf_free(&e->priv_blob);
@@ -555,7 +586,18 @@ int bv_keys_sign(bv_keys_t *k, const char *alg_s, const void *data, size_t len, 
                 e->priv = priv; /* the cache keeps one reference, we hold another */
             pthread_mutex_unlock(&k->sign_lock);
         }
-        rc = sign_with(priv, alg, data, len, sig_out);
+        /* a copy of the entry's prepared context (copied under the lock that guards it) */
+        EVP_MD_CTX *mctx = NULL;
+        pthread_mutex_lock(&k->sign_lock);
+        sk_entry_t *e = signing_find(k, kid);
+        if (e != NULL && e->priv == priv) {
+            if (e->sign_ctx == NULL)
+                e->sign_ctx = bv_keys_prepare_ctx(priv, 1);
+            if (e->sign_ctx != NULL)
+                mctx = bv_keys_ctx_copy(e->sign_ctx);
+        }
+        pthread_mutex_unlock(&k->sign_lock);
+        rc = sign_with(mctx, priv, alg, data, len, sig_out);
     }
     if (rc == 0 && kid_out != NULL)
         snprintf(kid_out, 64, "%s", kid);

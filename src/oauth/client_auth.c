@@ -110,7 +110,7 @@ static int check_assertion(oauth_t *o, const jwt_t *j, const char *assertion, co
             continue;
         if (jwk_to_pkey(k, &pk, &ka) != 0)
             continue;
-        if (ka == alg && jws_verify(pk, alg, assertion, j->signing_input_len, j->sig, j->sig_len) == 0)
+        if (ka == alg && jws_verify(pk, NULL, alg, assertion, j->signing_input_len, j->sig, j->sig_len) == 0)
             verified = 1;
         EVP_PKEY_free(pk);
         if (verified)

@@ -27,9 +27,11 @@ jws_alg_t jws_alg_parse(const char *s);
 /* Public key from a JWK (EC P-256 or RSA >= 2048 bits); the JWK's "alg", when present,
  * must agree with the key type. *alg_out gets the pinned algorithm. 0 or BV_EINVALID. */
 int jwk_to_pkey(const json_t *jwk, EVP_PKEY **out, jws_alg_t *alg_out);
-/* Verifies a JWS signature (ES256: raw r||s 64 bytes). 0 or BV_EINTEGRITY. */
-int jws_verify(EVP_PKEY *pub, jws_alg_t alg, const void *data, size_t len, const unsigned char *sig,
-               size_t sig_len);
+/* Verifies a JWS signature (ES256: raw r||s 64 bytes) with pub, through mctx when given (a
+ * copy of a context prepared for pub, used up here; NULL: one is prepared). 0 or
+ * BV_EINTEGRITY. */
+int jws_verify(EVP_PKEY *pub, EVP_MD_CTX *mctx, jws_alg_t alg, const void *data, size_t len,
+               const unsigned char *sig, size_t sig_len);
 
 typedef struct {
     json_t *header;           /* owned */
@@ -47,11 +49,13 @@ typedef struct {
     char kid[64];
     jws_alg_t alg;
     EVP_PKEY *pub;
+    EVP_MD_CTX *vctx; /* prepared for verifying with pub (bv_keys_prepare_ctx) */
 } kc_key_t;
 
 typedef struct {
     bv_keys_t *src;
     pthread_rwlock_t lock;
+    pthread_mutex_t copy_mu; /* serialises copies of the prepared contexts */
     kc_key_t *keys;
     size_t n;
     _Atomic uint64_t generation; /* bumped when the key set changes */
@@ -164,9 +168,9 @@ const char *oauth_issuer(oauth_t *o);
 /* The audience of our access tokens: the issuer (the API and the server are one). */
 const char *oauth_audience(oauth_t *o);
 
-/* Signs claims as a compact JWS with the active key for alg ("ES256"/"RS256") and header
- * typ (may be NULL). *out is malloc'ed (caller frees). */
-int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, json_t *claims, char **out);
+/* Signs claims (the serialised JSON object) as a compact JWS with the active key for alg
+ * ("ES256"/"RS256") and header typ (may be NULL). *out is malloc'ed (caller frees). */
+int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, const char *claims, char **out);
 /* HMAC "token-lookup" of a secret, as 64 hex characters. */
 int oauth_lookup_hash(oauth_t *o, const char *secret, char out[65]);
 

@@ -26,26 +26,53 @@ static json_t *amr_array(const char *amr)
     return a;
 }
 
+/* Appends `,"name":` and s as a JSON string. */
+static int member_str(bv_buf_t *b, const char *name, const char *s)
+{
+    return bv_buf_puts(b, ",\"") != 0 || bv_buf_puts(b, name) != 0 || bv_buf_puts(b, "\":") != 0 ||
+                   bv_buf_json_string(b, s, false) != 0
+               ? BV_ENOMEM
+               : 0;
+}
+
+/* The RFC 9068 claims of an access token, serialised directly (this runs for every grant). */
+static int access_claims(oauth_t *o, const oauth_grant_t *g, int64_t now, const char *jti, bv_buf_t *b)
+{
+    char nums[96];
+    int rc = 0;
+    snprintf(nums, sizeof(nums), ",\"exp\":%lld,\"iat\":%lld", (long long)(now + BV_OAUTH_ACCESS_TTL),
+             (long long)now);
+    if (bv_buf_puts(b, "{\"iss\":") != 0 || bv_buf_json_string(b, oauth_issuer(o), false) != 0 ||
+        member_str(b, "sub", g->user_id != NULL ? g->user_id : g->client_id) != 0 ||
+        member_str(b, "aud", oauth_audience(o)) != 0 || member_str(b, "client_id", g->client_id) != 0 ||
+        member_str(b, "scope", g->scope) != 0 || bv_buf_puts(b, nums) != 0 || member_str(b, "jti", jti) != 0)
+        return BV_ENOMEM;
+    if (g->user_id != NULL) {
+        json_t *amr = amr_array(g->amr);
+        char *amr_s = amr != NULL ? bv_json_dump(amr) : NULL;
+        snprintf(nums, sizeof(nums), ",\"auth_time\":%lld", (long long)g->auth_time);
+        rc = amr_s == NULL || bv_buf_puts(b, nums) != 0 || member_str(b, "acr", g->acr ? g->acr : "") != 0 ||
+                     bv_buf_puts(b, ",\"amr\":") != 0 || bv_buf_puts(b, amr_s) != 0
+                 ? BV_ENOMEM
+                 : 0;
+        free(amr_s);
+        json_decref(amr);
+    }
+    if (rc == 0 && g->family_id != NULL)
+        rc = member_str(b, "bv_fam", g->family_id);
+    return rc != 0 || bv_buf_puts(b, "}") != 0 ? BV_ENOMEM : 0;
+}
+
 int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
 {
     char jti[BV_UUID_STR_LEN + 1], *tok = NULL;
     int64_t now = bv_now_us() / 1000000;
+    bv_buf_t cl = {0};
     bv_uuid7(jti);
-    json_t *cl = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s}", "iss", oauth_issuer(o), "sub",
-                           g->user_id != NULL ? g->user_id : g->client_id, "aud", oauth_audience(o),
-                           "client_id", g->client_id, "scope", g->scope, "exp",
-                           (json_int_t)(now + BV_OAUTH_ACCESS_TTL), "iat", (json_int_t)now, "jti", jti);
-    if (cl == NULL)
-        return BV_ENOMEM;
-    if (g->user_id != NULL) {
-        json_object_set_new(cl, "auth_time", json_integer(g->auth_time));
-        json_object_set_new(cl, "acr", json_string(g->acr ? g->acr : ""));
-        json_object_set_new(cl, "amr", amr_array(g->amr));
-    }
-    if (g->family_id != NULL)
-        json_object_set_new(cl, "bv_fam", json_string(g->family_id));
-    int rc = oauth_sign_jwt(o, "ES256", "at+jwt", cl, &tok);
-    json_decref(cl);
+    int rc = access_claims(o, g, now, jti, &cl);
+    if (rc == 0)
+        rc = oauth_sign_jwt(o, "ES256", "at+jwt", cl.data, &tok);
+    bv_buf_free(&cl);
     if (rc != 0)
         return rc;
     json_object_set_new(resp, "access_token", json_string(tok));
@@ -68,8 +95,12 @@ int oauth_issue_id_token(oauth_t *o, const oauth_grant_t *g, const char *nonce, 
         return BV_ENOMEM;
     if (nonce != NULL)
         json_object_set_new(cl, "nonce", json_string(nonce));
-    int rc = oauth_sign_jwt(o, alg != NULL && strcmp(alg, "RS256") == 0 ? "RS256" : "ES256", "JWT", cl, &tok);
+    char *cs = bv_json_dump(cl);
     json_decref(cl);
+    if (cs == NULL)
+        return BV_ENOMEM;
+    int rc = oauth_sign_jwt(o, alg != NULL && strcmp(alg, "RS256") == 0 ? "RS256" : "ES256", "JWT", cs, &tok);
+    free(cs);
     if (rc != 0)
         return rc;
     json_object_set_new(resp, "id_token", json_string(tok));

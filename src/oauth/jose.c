@@ -137,44 +137,46 @@ int jwk_to_pkey(const json_t *jwk, EVP_PKEY **out, jws_alg_t *alg_out)
     return rc;
 }
 
-int jws_verify(EVP_PKEY *pub, jws_alg_t alg, const void *data, size_t len, const unsigned char *sig,
-               size_t sig_len)
+int jws_verify(EVP_PKEY *pub, EVP_MD_CTX *md, jws_alg_t alg, const void *data, size_t len,
+               const unsigned char *sig, size_t sig_len)
 {
-    EVP_MD_CTX *md = NULL;
     unsigned char der[80];
     const unsigned char *s = sig;
     size_t sl = sig_len;
     int rc = BV_EINTEGRITY;
     if (alg == JWS_ES256) {
         /* JWS carries r||s (RFC 7518 §3.4); OpenSSL wants DER. */
-        if (sig_len != 64 || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC)
+        if (sig_len != 64 || EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC) {
+            EVP_MD_CTX_free(md);
             return BV_EINTEGRITY;
+        }
         ECDSA_SIG *es = ECDSA_SIG_new();
         BIGNUM *r = BN_bin2bn(sig, 32, NULL), *ss = BN_bin2bn(sig + 32, 32, NULL);
         if (es == NULL || r == NULL || ss == NULL || ECDSA_SIG_set0(es, r, ss) != 1) {
             BN_free(r);
             BN_free(ss);
             ECDSA_SIG_free(es);
+            EVP_MD_CTX_free(md);
             return BV_EINTEGRITY;
         }
         unsigned char *p = der;
         int dl = i2d_ECDSA_SIG(es, NULL);
         if (dl <= 0 || (size_t)dl > sizeof(der)) {
             ECDSA_SIG_free(es);
+            EVP_MD_CTX_free(md);
             return BV_EINTEGRITY;
         }
         dl = i2d_ECDSA_SIG(es, &p);
         ECDSA_SIG_free(es);
         s = der;
         sl = (size_t)dl;
-    } else if (alg == JWS_RS256) {
-        if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA)
-            return BV_EINTEGRITY;
-    } else {
+    } else if (alg != JWS_RS256 || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+        EVP_MD_CTX_free(md);
         return BV_EINTEGRITY;
     }
-    if ((md = EVP_MD_CTX_new()) != NULL && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1 &&
-        EVP_DigestVerify(md, s, sl, data, len) == 1)
+    if (md == NULL)
+        md = bv_keys_prepare_ctx(pub, 0);
+    if (md != NULL && EVP_DigestVerify(md, s, sl, data, len) == 1)
         rc = 0;
     EVP_MD_CTX_free(md);
     return rc;
@@ -228,20 +230,18 @@ void jwt_free(jwt_t *j)
 static int sign_once(oauth_t *o, const char *alg, const char *kid, const char *typ, const char *payload_b64,
                      bv_buf_t *out, char kid_used[64])
 {
-    bv_buf_t sig = {0};
-    json_t *h = json_pack("{s:s,s:s}", "alg", alg, "kid", kid);
-    if (typ != NULL)
-        json_object_set_new(h, "typ", json_string(typ));
-    char *hs = bv_json_dump(h);
-    json_decref(h);
-    if (hs == NULL)
-        return BV_ENOMEM;
-    size_t hl = strlen(hs);
-    char *hb = malloc(hl * 4 / 3 + 4);
+    bv_buf_t sig = {0}, h = {0};
+    char *hb = NULL;
     int rc = BV_ENOMEM;
-    if (hb == NULL)
+    /* {"alg":..,"kid":..[,"typ":..]} */
+    if (bv_buf_puts(&h, "{\"alg\":") != 0 || bv_buf_json_string(&h, alg, false) != 0 ||
+        bv_buf_puts(&h, ",\"kid\":") != 0 || bv_buf_json_string(&h, kid, false) != 0 ||
+        (typ != NULL && (bv_buf_puts(&h, ",\"typ\":") != 0 || bv_buf_json_string(&h, typ, false) != 0)) ||
+        bv_buf_puts(&h, "}") != 0)
         goto out;
-    oauth_b64url_encode(hs, hl, hb);
+    if ((hb = malloc(h.len * 4 / 3 + 4)) == NULL)
+        goto out;
+    oauth_b64url_encode(h.data, h.len, hb);
     bv_buf_reset(out);
     if (bv_buf_puts(out, hb) != 0 || bv_buf_puts(out, ".") != 0 || bv_buf_puts(out, payload_b64) != 0)
         goto out;
@@ -255,22 +255,20 @@ static int sign_once(oauth_t *o, const char *alg, const char *kid, const char *t
     oauth_b64url_encode(sig.data, sig.len, sb);
     rc = bv_buf_puts(out, ".") != 0 || bv_buf_puts(out, sb) != 0 ? BV_ENOMEM : 0;
 out:
-    free(hs);
+    bv_buf_free(&h);
     free(hb);
     bv_buf_free(&sig);
     return rc;
 }
 
-int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, json_t *claims, char **out)
+int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, const char *ps, char **out)
 {
     char kid[64], used[64] = "";
     bv_buf_t tok = {0};
-    char *ps = bv_json_dump(claims), *pb = NULL;
+    char *pb = NULL;
     int rc = BV_ENOMEM;
     char *slot = strcmp(alg, "RS256") == 0 ? o->kid_rs256 : o->kid_es256;
     *out = NULL;
-    if (ps == NULL)
-        return BV_ENOMEM;
     size_t pl = strlen(ps);
     if ((pb = malloc(pl * 4 / 3 + 4)) == NULL)
         goto out;
@@ -299,7 +297,6 @@ int oauth_sign_jwt(oauth_t *o, const char *alg, const char *typ, json_t *claims,
     *out = tok.data;
     tok.data = NULL;
 out:
-    free(ps);
     free(pb);
     bv_buf_free(&tok);
     return rc;

@@ -19,6 +19,7 @@ int keycache_init(keycache_t *kc, bv_keys_t *src)
     memset(kc, 0, sizeof(*kc));
     kc->src = src;
     pthread_rwlock_init(&kc->lock, NULL);
+    pthread_mutex_init(&kc->copy_mu, NULL);
     pthread_mutex_init(&kc->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -30,8 +31,10 @@ int keycache_init(keycache_t *kc, bv_keys_t *src)
 
 static void free_keys(kc_key_t *keys, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        EVP_MD_CTX_free(keys[i].vctx);
         EVP_PKEY_free(keys[i].pub);
+    }
     free(keys);
 }
 
@@ -59,6 +62,7 @@ int keycache_refresh(keycache_t *kc)
             continue;
         }
         snprintf(keys[n].kid, sizeof(keys[n].kid), "%s", kid);
+        keys[n].vctx = bv_keys_prepare_ctx(keys[n].pub, 0); /* NULL: prepared per use instead */
         n++;
     }
     json_decref(jwks);
@@ -128,6 +132,7 @@ int keycache_verify(keycache_t *kc, const char *kid, jws_alg_t alg, const void *
                     const unsigned char *sig, size_t sig_len)
 {
     EVP_PKEY *pub = NULL;
+    EVP_MD_CTX *mctx = NULL;
     jws_alg_t pinned = JWS_ALG_NONE_;
     pthread_rwlock_rdlock(&kc->lock);
     for (size_t i = 0; i < kc->n; i++) {
@@ -135,13 +140,24 @@ int keycache_verify(keycache_t *kc, const char *kid, jws_alg_t alg, const void *
             pinned = kc->keys[i].alg;
             if (EVP_PKEY_up_ref(kc->keys[i].pub) == 1)
                 pub = kc->keys[i].pub;
+            if (pub != NULL && pinned == alg && kc->keys[i].vctx != NULL) {
+                pthread_mutex_lock(&kc->copy_mu);
+                mctx = bv_keys_ctx_copy(kc->keys[i].vctx);
+                pthread_mutex_unlock(&kc->copy_mu);
+            }
             break;
         }
     }
     pthread_rwlock_unlock(&kc->lock);
     if (pub == NULL)
         return BV_ENOTFOUND;
-    int rc = pinned != alg ? BV_EINVALID : jws_verify(pub, alg, data, len, sig, sig_len);
+    int rc;
+    if (pinned != alg) {
+        EVP_MD_CTX_free(mctx);
+        rc = BV_EINVALID;
+    } else {
+        rc = jws_verify(pub, mctx, alg, data, len, sig, sig_len);
+    }
     EVP_PKEY_free(pub);
     return rc;
 }
@@ -160,6 +176,7 @@ void keycache_fini(keycache_t *kc)
     kc->keys = NULL;
     kc->n = 0;
     pthread_rwlock_destroy(&kc->lock);
+    pthread_mutex_destroy(&kc->copy_mu);
     pthread_mutex_destroy(&kc->mu);
     pthread_cond_destroy(&kc->cv);
 }
