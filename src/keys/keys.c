@@ -22,6 +22,8 @@
  * another row's). Unwrapped keys are cached here for the life of the bv_keys_t and wiped
  * with OPENSSL_cleanse on close. */
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -41,6 +43,7 @@ struct dk_entry {
     char purpose[BV_KEYS_PURPOSE_MAX + 1];
     int version;
     unsigned char key[BV_KEYS_KEY_LEN];
+    EVP_MAC_CTX *hmac; /* kind "hmac": HMAC-SHA256 keyed with key, copied for each MAC */
     dk_entry_t *next;
 };
 
@@ -552,18 +555,47 @@ out:
     return rc;
 }
 
+/* A new HMAC-SHA256 context keyed with key, or NULL. */
+static EVP_MAC_CTX *hmac_keyed(const unsigned char key[BV_KEYS_KEY_LEN])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0), OSSL_PARAM_construct_end()};
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    if (c != NULL && EVP_MAC_init(c, key, BV_KEYS_KEY_LEN, params) != 1) {
+        EVP_MAC_CTX_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 int bv_keys_hmac(bv_keys_t *k, const char *purpose, const void *data, size_t len, unsigned char out[32])
 {
     unsigned char key[BV_KEYS_KEY_LEN];
-    unsigned int outl = 0;
+    size_t outl = 0;
     int version = 0, rc;
+    EVP_MAC_CTX *c = NULL;
     if (k == NULL || !bv_keys_purpose_valid(purpose) || (data == NULL && len > 0))
         return BV_EINVALID;
     /* HMAC keys have one version: rotating them would orphan every stored lookup MAC. */
     if ((rc = bv_keys_dk_newest(k, "hmac", purpose, &version, key)) != 0)
         return rc;
-    rc = HMAC(EVP_sha256(), key, sizeof(key), data, len, out, &outl) != NULL && outl == 32 ? 0 : BV_ECRYPTO;
+    /* A copy of the entry's keyed context: keying (and OpenSSL 3's lookups by name) once
+     * per key instead of once per MAC. Copies are made under the write lock (one at a time). */
+    pthread_rwlock_wrlock(&k->lock);
+    dk_entry_t *e = cache_find(k, "hmac", purpose, version);
+    if (e != NULL && e->hmac == NULL)
+        e->hmac = hmac_keyed(e->key);
+    if (e != NULL && e->hmac != NULL)
+        c = EVP_MAC_CTX_dup(e->hmac);
+    pthread_rwlock_unlock(&k->lock);
+    if (c == NULL)
+        c = hmac_keyed(key);
     OPENSSL_cleanse(key, sizeof(key));
+    rc = c != NULL && EVP_MAC_update(c, data, len) == 1 && EVP_MAC_final(c, out, &outl, 32) == 1 && outl == 32
+             ? 0
+             : BV_ECRYPTO;
+    EVP_MAC_CTX_free(c);
     return rc;
 }
 
@@ -904,6 +936,7 @@ void bv_keys_close(bv_keys_t *k)
     bv_keys_fields_free(k);
     while (k->dks != NULL) {
         dk_entry_t *n = k->dks->next;
+        EVP_MAC_CTX_free(k->dks->hmac);
         OPENSSL_cleanse(k->dks, sizeof(*k->dks));
         free(k->dks);
         k->dks = n;

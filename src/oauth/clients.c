@@ -84,13 +84,68 @@ static int tx_load(bv_tx_t *tx, void *varg)
     return oauth_client_get(tx, a->id, a->c);
 }
 
+/* dst = a copy of src that shares nothing with it (the JSON members are deep copies). */
+static int client_copy(oauth_client_t *dst, const oauth_client_t *src)
+{
+    *dst = *src;
+    dst->redirect_uris = src->redirect_uris ? json_deep_copy(src->redirect_uris) : NULL;
+    dst->post_logout_redirect_uris = src->post_logout_redirect_uris ? json_deep_copy(src->post_logout_redirect_uris)
+                                                                    : NULL;
+    dst->jwks = src->jwks ? json_deep_copy(src->jwks) : NULL;
+    if ((src->redirect_uris && !dst->redirect_uris) ||
+        (src->post_logout_redirect_uris && !dst->post_logout_redirect_uris) || (src->jwks && !dst->jwks)) {
+        oauth_client_clear(dst);
+        return BV_ENOMEM;
+    }
+    return 0;
+}
+
+static size_t client_slot(const char *id)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return (size_t)(h % OAUTH_CLIENT_CACHE_SLOTS);
+}
+
+void oauth_client_cache_clear(oauth_t *o)
+{
+    pthread_mutex_lock(&o->clients_mu);
+    for (size_t i = 0; i < OAUTH_CLIENT_CACHE_SLOTS; i++)
+        if (o->clients[i].loaded_us != 0) {
+            oauth_client_clear(&o->clients[i].c);
+            o->clients[i].loaded_us = 0;
+        }
+    pthread_mutex_unlock(&o->clients_mu);
+}
+
 int oauth_client_load(oauth_t *o, const char *id, oauth_client_t *c)
 {
     memset(c, 0, sizeof(*c));
     if (id == NULL || id[0] == '\0' || strlen(id) >= sizeof(c->id))
         return BV_ENOTFOUND;
+    oauth_client_slot_t *slot = &o->clients[client_slot(id)];
+    int64_t now = bv_mono_us();
+    int rc = BV_ENOTFOUND;
+    pthread_mutex_lock(&o->clients_mu);
+    if (slot->loaded_us != 0 && now - slot->loaded_us < OAUTH_CLIENT_CACHE_TTL_US && strcmp(slot->c.id, id) == 0)
+        rc = client_copy(c, &slot->c);
+    pthread_mutex_unlock(&o->clients_mu);
+    if (rc != BV_ENOTFOUND)
+        return rc;
     load_arg_t a = {id, c};
-    return bv_store_run_tx(o->store, 0, tx_load, &a);
+    if ((rc = bv_store_run_tx(o->store, 0, tx_load, &a)) != 0)
+        return rc;
+    oauth_client_t keep;
+    if (client_copy(&keep, c) == 0) {
+        pthread_mutex_lock(&o->clients_mu);
+        if (slot->loaded_us != 0)
+            oauth_client_clear(&slot->c);
+        slot->c = keep;
+        slot->loaded_us = now;
+        pthread_mutex_unlock(&o->clients_mu);
+    }
+    return 0;
 }
 
 int oauth_client_has_grant(const oauth_client_t *c, const char *grant)

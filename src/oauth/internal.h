@@ -109,6 +109,7 @@ typedef struct {
 void oauth_client_clear(oauth_client_t *c);
 /* By id. 0, BV_ENOTFOUND, store errors. The caller clears c. */
 int oauth_client_get(bv_tx_t *tx, const char *id, oauth_client_t *c);
+
 int oauth_client_has_grant(const oauth_client_t *c, const char *grant);
 int oauth_client_redirect_ok(const oauth_client_t *c, const char *uri);
 int oauth_client_post_logout_ok(const oauth_client_t *c, const char *uri);
@@ -139,6 +140,10 @@ typedef struct {
  * 0, BV_EINVALID (*why says what), BV_ECONFLICT (client_id taken), store errors. */
 int oauth_client_create(oauth_t *o, const oauth_client_new_t *req, char id_out[128],
                         char secret_out[OAUTH_SECRET_LEN + 1], const char **why);
+/* Empties the cache of client registrations (module fini). */
+void oauth_client_cache_clear(oauth_t *o);
+/* The registration of client id, as read at most OAUTH_CLIENT_CACHE_TTL_US ago. 0,
+ * BV_ENOTFOUND, store errors; the caller clears c. */
 int oauth_client_load(oauth_t *o, const char *id, oauth_client_t *c);
 int oauth_client_list(oauth_t *o, json_t **out);
 int oauth_client_rotate_secret(oauth_t *o, const char *id, char secret_out[OAUTH_SECRET_LEN + 1]);
@@ -149,6 +154,15 @@ json_t *oauth_client_json(const oauth_client_t *c);
 int oauth_redirect_uri_acceptable(const char *uri);
 
 /* ---- the module's state ---- */
+/* Recently read client registrations (clients.c), so that client authentication, on every
+ * token and introspection request, does not read the database each time. */
+#define OAUTH_CLIENT_CACHE_SLOTS 64
+#define OAUTH_CLIENT_CACHE_TTL_US 1000000 /* a change (made by `boveda admin clients`) shows within this */
+typedef struct {
+    oauth_client_t c;
+    int64_t loaded_us; /* 0: empty */
+} oauth_client_slot_t;
+
 struct oauth {
     bv_app_t *app;
     bv_store_t *store;
@@ -156,6 +170,8 @@ struct oauth {
     bv_identity_t *identity;
     bv_oauth_validator_t *validator;
     pthread_mutex_t mu;
+    pthread_mutex_t clients_mu; /* guards clients */
+    oauth_client_slot_t clients[OAUTH_CLIENT_CACHE_SLOTS];
     _Atomic int issuer_ready;
     char issuer[512];
     char kid_es256[64], kid_rs256[64]; /* last active kid seen per alg */

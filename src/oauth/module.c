@@ -8,7 +8,7 @@
 #include "base/log.h"
 #include "oauth/internal.h"
 
-static oauth_t state = {.mu = PTHREAD_MUTEX_INITIALIZER};
+static oauth_t state = {.mu = PTHREAD_MUTEX_INITIALIZER, .clients_mu = PTHREAD_MUTEX_INITIALIZER};
 
 oauth_t *oauth_state(void)
 {
@@ -144,5 +144,6 @@ void bv_oauth_module_fini(bv_app_t *app)
     (void)app;
     bv_oauth_validator_free(state.validator);
     state.validator = NULL;
+    oauth_client_cache_clear(&state);
     atomic_store(&state.issuer_ready, 0);
 }

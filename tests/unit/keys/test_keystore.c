@@ -27,6 +27,7 @@
 #include "base/log.h"
 #include "keys/keys_app.h"
 #include "keys/keys_internal.h"
+#include <openssl/hmac.h>
 #include "store/store.h"
 
 #define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
@@ -428,6 +429,15 @@ static void test_hmac(void **state)
     assert_memory_not_equal(a, c, 32);
     assert_int_equal(bv_keys_hmac(f->keys, "token-lookup", "123456", 6, d), 0);
     assert_memory_not_equal(a, d, 32);
+    /* it is HMAC-SHA256 with the purpose's HMAC key, whatever the code path (stored MACs
+     * must keep matching): the first call keys a context, later ones copy it */
+    unsigned char key[BV_KEYS_KEY_LEN], want[32];
+    unsigned int wl = 0;
+    int version = 0;
+    assert_int_equal(bv_keys_dk_newest(f->keys, "hmac", "otp", &version, key), 0);
+    assert_non_null(HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)"123456", 6, want, &wl));
+    assert_memory_equal(a, want, 32);
+    assert_memory_equal(b, want, 32);
     /* the HMAC key is not the field key of the same purpose, and it persists */
     reopen_keys(f);
     assert_int_equal(bv_keys_hmac(f->keys, "otp", "123456", 6, b), 0);

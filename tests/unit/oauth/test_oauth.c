@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/hmac.h>
@@ -194,6 +195,42 @@ static json_t *std_claims(int64_t now, const char *sub)
                      (json_int_t)now, "jti", "j1", "acr", "urn:boveda:loa:1", "amr", "pwd");
 }
 
+/* The registration cache behind client authentication: copies that share nothing with it,
+ * and changes (rotation, deletion) visible once OAUTH_CLIENT_CACHE_TTL_US has passed. */
+static void test_client_cache(void **state)
+{
+    fx_t *f = *state;
+    oauth_t o = {.store = f->st, .keys = f->keys, .mu = PTHREAD_MUTEX_INITIALIZER,
+                 .clients_mu = PTHREAD_MUTEX_INITIALIZER};
+    char id[128], secret[OAUTH_SECRET_LEN + 1], secret2[OAUTH_SECRET_LEN + 1];
+    const char *why = NULL;
+    json_t *uris = json_pack("[s]", "https://app.example/cb");
+    oauth_client_new_t req = {.name = "cached", .redirect_uris = uris, .grant_types = "authorization_code",
+                              .scope = "openid"};
+    assert_int_equal(oauth_client_create(&o, &req, id, secret, &why), 0);
+    json_decref(uris);
+    oauth_client_t a, b;
+    assert_int_equal(oauth_client_load(&o, id, &a), 0); /* read, and kept */
+    assert_int_equal(oauth_client_load(&o, id, &b), 0); /* from the cache */
+    assert_string_equal(a.secret_hash, b.secret_hash);
+    assert_true(a.redirect_uris != b.redirect_uris);
+    oauth_client_clear(&a); /* the cache's own copy is untouched */
+    assert_true(oauth_client_redirect_ok(&b, "https://app.example/cb"));
+    char old_hash[sizeof(b.secret_hash)];
+    snprintf(old_hash, sizeof(old_hash), "%s", b.secret_hash);
+    oauth_client_clear(&b);
+
+    assert_int_equal(oauth_client_rotate_secret(&o, id, secret2), 0);
+    usleep(OAUTH_CLIENT_CACHE_TTL_US + 50000);
+    assert_int_equal(oauth_client_load(&o, id, &a), 0);
+    assert_string_not_equal(a.secret_hash, old_hash); /* the rotation shows */
+    oauth_client_clear(&a);
+    assert_int_equal(oauth_client_delete(&o, id), 0);
+    usleep(OAUTH_CLIENT_CACHE_TTL_US + 50000);
+    assert_int_equal(oauth_client_load(&o, id, &a), BV_ENOTFOUND); /* and so does the deletion */
+    oauth_client_cache_clear(&o);
+}
+
 static int validate(fx_t *f, const char *tok, int64_t now, bv_principal_t *p)
 {
     return bv_oauth_validate_access_token(f->v, tok, strlen(tok), now, p);
@@ -371,6 +408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forgeries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_and_issuer_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_cache, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
