@@ -185,7 +185,102 @@ int bv_json_decode(const char *body, size_t len, const bv_json_field_t *fields, 
     return 0;
 }
 
-char *bv_json_dump(const json_t *v) { return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY); }
+/* Appends s (len bytes, valid UTF-8 as jansson keeps it) as a JSON string the way jansson's
+ * compact dump writes it: runs of plain bytes copied at once, \" \\ \b \f \n \r \t and
+ * \u00XX for the other control characters, everything else (UTF-8 included) as is. */
+static int dump_string(bv_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (bv_buf_puts(b, "\"") != 0)
+        return BV_ENOMEM;
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        if (bv_buf_append(b, s + run, i - run) != 0)
+            return BV_ENOMEM;
+        char esc[7] = {'\\', 0};
+        size_t el = 2;
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+            el = 6;
+        }
+        if (bv_buf_append(b, esc, el) != 0)
+            return BV_ENOMEM;
+        run = i + 1;
+    }
+    return bv_buf_append(b, s + run, len - run) != 0 || bv_buf_puts(b, "\"") != 0 ? BV_ENOMEM : 0;
+}
+
+int bv_buf_json_value(bv_buf_t *b, const json_t *v)
+{
+    char num[32];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *m;
+        int first = 1;
+        if (bv_buf_puts(b, "{") != 0)
+            return BV_ENOMEM;
+        json_object_foreach((json_t *)v, key, m) {
+            if ((!first && bv_buf_puts(b, ",") != 0) || dump_string(b, key, strlen(key)) != 0 ||
+                bv_buf_puts(b, ":") != 0 || bv_buf_json_value(b, m) != 0)
+                return BV_ENOMEM;
+            first = 0;
+        }
+        return bv_buf_puts(b, "}") != 0 ? BV_ENOMEM : 0;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *m;
+        if (bv_buf_puts(b, "[") != 0)
+            return BV_ENOMEM;
+        json_array_foreach(v, i, m) {
+            if ((i > 0 && bv_buf_puts(b, ",") != 0) || bv_buf_json_value(b, m) != 0)
+                return BV_ENOMEM;
+        }
+        return bv_buf_puts(b, "]") != 0 ? BV_ENOMEM : 0;
+    }
+    case JSON_STRING:
+        return dump_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return bv_buf_puts(b, num) != 0 ? BV_ENOMEM : 0;
+    case JSON_TRUE:
+        return bv_buf_puts(b, "true") != 0 ? BV_ENOMEM : 0;
+    case JSON_FALSE:
+        return bv_buf_puts(b, "false") != 0 ? BV_ENOMEM : 0;
+    case JSON_NULL:
+        return bv_buf_puts(b, "null") != 0 ? BV_ENOMEM : 0;
+    default: { /* a real: jansson's own formatting */
+        char *r = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        int rc = r == NULL || bv_buf_puts(b, r) != 0 ? BV_ENOMEM : 0;
+        free(r);
+        return rc;
+    }
+    }
+}
+
+char *bv_json_dump(const json_t *v)
+{
+    bv_buf_t b = {0};
+    if (v == NULL || bv_buf_json_value(&b, v) != 0) {
+        bv_buf_free(&b);
+        return NULL;
+    }
+    return b.data; /* a bv_buf is always NUL-terminated */
+}
 
 int bv_buf_json_string(bv_buf_t *b, const char *s, bool empty_null)
 {

@@ -50,8 +50,13 @@ int bv_json_decode(const char *body, size_t len, const bv_json_field_t *fields, 
 int bv_json_decode_object(json_t *obj, const char *prefix, const bv_json_field_t *fields, void *out,
                           bv_json_error_t *err);
 
-/* Serialises v compactly into a malloc'd string (caller frees). NULL on OOM. */
+/* Serialises v compactly into a malloc'd string (caller frees), exactly as
+ * json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) does, but with strings copied in runs
+ * rather than character by character (several times faster for long strings such as
+ * tokens). NULL on OOM. */
 char *bv_json_dump(const json_t *v);
+/* Appends the same text to b. 0 or BV_ENOMEM. */
+int bv_buf_json_value(bv_buf_t *b, const json_t *v);
 
 /* ---- writing JSON into a buffer ---- */
 

@@ -350,6 +350,46 @@ static void test_url_decode(void **state)
     bv_arena_free(&a);
 }
 
+/* bv_json_dump writes exactly what json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) writes */
+static void test_json_dump_matches_jansson(void **state)
+{
+    (void)state;
+    const char *docs[] = {
+        "{}", "[]", "\"\"", "0", "-9223372036854775808", "true", "false", "null", "1.5", "-0.0", "1e300",
+        "{\"a\":1,\"b\":[true,false,null],\"c\":{\"d\":\"e\"}}",
+        "{\"z\":1,\"a\":2,\"m\":3}", /* insertion order kept */
+        "\"quote \\\" backslash \\\\ slash / tab \\t nl \\n cr \\r bs \\b ff \\f\"",
+        "\"ctl \\u0001 \\u001f del \\u007f\"", "\"nul \\u0000 inside\"",
+        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb8 \\u2028\"",
+        "[[[[[[1]]]]],{\"\":{\"\\n\":\"k\"}}]",
+        "{\"access_token\":\"eyJhbGciOiJFUzI1NiIsImtpZCI6IngiLCJ0eXAiOiJhdCtqd3QifQ.eyJpc3MiOiJ4In0.c2ln\","
+        "\"token_type\":\"Bearer\",\"expires_in\":600}",
+    };
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        json_error_t err;
+        json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        if (v == NULL)
+            fail_msg("doc %zu: %s", i, err.text);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), *got = bv_json_dump(v);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+        json_decref(v);
+    }
+    /* a long string with escapes spread through it */
+    char big[5000];
+    for (size_t i = 0; i < sizeof(big) - 1; i++)
+        big[i] = (char)(i % 97 == 0 ? '\n' : i % 89 == 0 ? '"' : 'a' + (int)(i % 26));
+    big[sizeof(big) - 1] = '\0';
+    json_t *v = json_pack("{s:s,s:[s,i]}", "big", big, "arr", big, 7);
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), *got = bv_json_dump(v);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_config_print_masks_secrets),
         cmocka_unit_test(test_buf_and_arena),
         cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_json_dump_matches_jansson),
         cmocka_unit_test(test_url_decode),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
