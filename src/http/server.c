@@ -115,6 +115,7 @@ typedef struct {
     const route_entry_t *entry;
     void (*resume)(bv_call_t *c, void *arg); /* of a deferred call: replies on the loop */
     void *resume_arg;
+    _Atomic int holds; /* the running handler, and a deferral until resumed: the last one posts */
 } pending_t;
 
 typedef struct {
@@ -229,21 +230,29 @@ static void on_req_disposed(void *p)
         (*slot)->req = NULL;
 }
 
+/* Drops one hold of pd; the last one hands the call to its loop. */
+static void release_pending(pending_t *pd)
+{
+    if (atomic_fetch_sub(&pd->holds, 1) == 1)
+        h2o_multithread_send_message(&pd->thread->receiver, &pd->super);
+}
+
 static void run_on_worker(void *arg)
 {
     pending_t *pd = arg;
+    atomic_store(&pd->holds, 1);
     pd->entry->route->handler(pd->call);
-    if (pd->call->deferred)
-        return; /* bv_call_resume posts it */
-    if (pd->call->status == 0)
+    /* the call is still ours: a resume that came meanwhile left the posting to us */
+    if (!pd->call->deferred && pd->call->status == 0)
         bv_reply_problem(pd->call, BV_EINTERNAL, NULL, NULL);
-    h2o_multithread_send_message(&pd->thread->receiver, &pd->super);
+    release_pending(pd);
 }
 
 void bv_call_defer(bv_call_t *c)
 {
     pending_t *pd = c->priv;
     c->deferred = true;
+    atomic_fetch_add(&pd->holds, 1);
     atomic_fetch_add(&pd->thread->srv->deferred, 1);
 }
 
@@ -253,7 +262,7 @@ void bv_call_resume(bv_call_t *c, void (*fn)(bv_call_t *c, void *arg), void *arg
     bv_http_t *srv = pd->thread->srv;
     pd->resume = fn;
     pd->resume_arg = arg;
-    h2o_multithread_send_message(&pd->thread->receiver, &pd->super);
+    release_pending(pd);
     atomic_fetch_sub(&srv->deferred, 1); /* after the post: stop keeps the loop until here */
 }
 
@@ -551,6 +560,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     pd->entry = entry;
     c->priv = pd;
     if (entry->route->flags & BV_ROUTE_ON_LOOP) {
+        atomic_store(&pd->holds, 1);
         entry->route->handler(c);
         if (!c->deferred) {
             free(pd);
@@ -558,13 +568,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 bv_reply_problem(c, BV_EINTERNAL, NULL, NULL);
             goto reply_route;
         }
-        /* the resume may already be posted: it is read on this loop, after we return */
     }
     pd->dispose_slot = h2o_mem_alloc_shared(&req->pool, sizeof(pending_t *), on_req_disposed);
     *(pending_t **)pd->dispose_slot = pd;
     th->in_flight++;
-    if (c->deferred)
+    if (c->deferred) {
+        release_pending(pd); /* posts now if the resume came already (read on this loop later) */
         return 0;
+    }
     int is_read = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
                   h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) ||
                   (entry->route->is_short != NULL && entry->route->is_short(c));

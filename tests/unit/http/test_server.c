@@ -64,6 +64,15 @@ static void *resumer(void *arg)
     bv_call_resume(c, defer_reply, "resumed");
     return NULL;
 }
+/* resumed before the handler even returns */
+static void on_defer_now(bv_call_t *c)
+{
+    bv_call_defer(c);
+    bv_call_resume(c, defer_reply, "at once");
+    usleep(20000); /* the handler still runs: the call must not be answered (and freed) yet */
+    assert_string_equal(c->method, "GET");
+}
+
 static void on_defer(bv_call_t *c)
 {
     pthread_t t;
@@ -102,6 +111,8 @@ static const bv_route_t routes[] = {
     {"GET", "/fast", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
     {"GET", "/defer", on_defer, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
     {"GET", "/defer-worker", on_defer, NULL, 0, 0, NULL},
+    {"GET", "/defer-now", on_defer_now, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
+    {"GET", "/defer-now-worker", on_defer_now, NULL, 0, 0, NULL},
     {"POST", "/things/{id}/echo", on_echo, "things:write", 100, 0, NULL},
     {"GET", "/things/{id}/echo", on_fast, NULL, 0, BV_ROUTE_ON_LOOP, NULL},
     /* the largest route limit (1000) is the transport's cap: bodies between 100 and 1000
@@ -542,6 +553,15 @@ static void test_deferred_calls(void **state)
         usleep(5000);
     assert_int_equal(atomic_load(&resumes_run), 13);
     assert_int_equal(atomic_load(&resumed_on_loop), 13);
+    /* a resume that comes before the handler returns (on the loop and on a worker) */
+    for (int i = 0; i < 2; i++) {
+        get_t now = {.path = i == 0 ? "/defer-now" : "/defer-now-worker"};
+        get_client(&now);
+        assert_non_null(strstr(now.resp, "HTTP/1.1 200"));
+        assert_non_null(strstr(now.resp, "at once"));
+        free(now.resp);
+    }
+    assert_int_equal(atomic_load(&resumed_on_loop), 15);
 }
 
 /* Stop answers what is in flight: a request on a worker and a deferred call resumed after
