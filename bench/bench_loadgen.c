@@ -1,16 +1,19 @@
 /* An open-loop HTTP/1.1 load generator for latency goals ("p99 <= 5 ms at 2,000 req/s"):
  * request i is due at t0 + i/rate whether or not earlier ones were answered, and its
  * latency counts from that due time (no coordinated omission). Keep-alive connections, one
- * request in flight per connection, epoll, one thread: it costs the machine far less than a
- * Node.js generator, so the server under test keeps the cores.
+ * request in flight per connection, epoll, one thread that sleeps until the next request is
+ * due (epoll_pwait2's nanosecond timeout): it costs the machine far less than a Node.js
+ * generator, so the server under test keeps the cores.
  *
  *   bench_loadgen HOST PORT PATH RATE SECONDS CONNECTIONS [TOKEN_FILE]
  *
  * A tool for the bench scripts (bench/summary.sh), not a benchmark of its own: bench/run
  * does not run it.
  *
- * PATH "@FILE": paths, one per line, used round-robin. TOKEN_FILE: bearer tokens, one per
- * line, used round-robin (none: no Authorization).
+ * PATH "@FILE": paths, one per line, used round-robin. PATH "POST@FILE": POST requests, one
+ * per line as PATH<TAB>JSON-BODY, used round-robin, "{n}" in a body replaced by the
+ * request's sequence number (unique references). TOKEN_FILE: bearer tokens, one per line,
+ * used round-robin (none: no Authorization).
  * Prints one line: rate achieved, p50/p90/p99/p99.9/max in ms, errors (non-2xx, resets). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -117,11 +120,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_loadgen: bad arguments\n");
         return 2;
     }
-    char **tokens = NULL, **paths = NULL, *one_path[1] = {(char *)path};
+    char **tokens = NULL, **paths = NULL, *one_path[1] = {(char *)path}, **bodies = NULL;
     size_t ntok = 0, npath = 1;
     if (argc > 7 && read_lines(argv[7], &tokens, &ntok) != 0)
         return 2;
-    if (path[0] == '@') {
+    if (strncmp(path, "POST@", 5) == 0) {
+        npath = 0;
+        if (read_lines(path + 5, &paths, &npath) != 0 || npath == 0)
+            return 2;
+        bodies = calloc(npath, sizeof(*bodies));
+        for (size_t i = 0; i < npath; i++) {
+            char *tab = strchr(paths[i], '\t');
+            if (tab == NULL) {
+                fprintf(stderr, "bench_loadgen: POST lines are PATH<TAB>BODY\n");
+                return 2;
+            }
+            *tab = '\0';
+            bodies[i] = tab + 1;
+        }
+    } else if (path[0] == '@') {
         npath = 0;
         if (read_lines(path + 1, &paths, &npath) != 0 || npath == 0)
             return 2;
@@ -162,13 +179,21 @@ int main(int argc, char **argv)
             if (k < 0)
                 break;
             int n;
+            char auth[600] = "", body[4096] = "", head[256] = "";
             if (ntok > 0)
-                n = snprintf(req, sizeof(req),
-                             "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n\r\n",
-                             paths[sent % npath], host, port, tokens[sent % ntok]);
-            else
-                n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", paths[sent % npath], host,
-                             port);
+                snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", tokens[sent % ntok]);
+            if (bodies != NULL) { /* the body, {n} replaced */
+                const char *t = bodies[sent % npath], *mark = strstr(t, "{n}");
+                int bl = mark == NULL ? snprintf(body, sizeof(body), "%s", t)
+                                      : snprintf(body, sizeof(body), "%.*s%zu%s", (int)(mark - t), t, sent, mark + 3);
+                snprintf(head, sizeof(head), "Content-Type: application/json\r\nContent-Length: %d\r\n", bl);
+            }
+            n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s:%d\r\n%s%s\r\n%s",
+                         bodies != NULL ? "POST" : "GET", paths[sent % npath], host, port, auth, head, body);
+            if (n <= 0 || (size_t)n >= sizeof(req)) {
+                fprintf(stderr, "bench_loadgen: request too long\n");
+                return 2;
+            }
             conn_t *c = &conns[k];
             c->busy = 1;
             c->got = 0;
@@ -180,12 +205,18 @@ int main(int argc, char **argv)
             }
             sent++;
         }
+        /* sleep until the next request is due or an answer comes, to the microsecond
+         * (epoll_wait's milliseconds would make this loop spin and take a core from the
+         * server under test) */
         int64_t next_due = sent < total ? t0 + (int64_t)sent * interval : now + 1000000;
-        int timeout_ms = (int)((next_due - now) / 1000000);
-        if (timeout_ms < 0)
-            timeout_ms = 0;
+        int64_t wait_ns = next_due - now;
+        if (wait_ns < 0)
+            wait_ns = 0;
+        if (wait_ns > 1000000)
+            wait_ns = 1000000;
+        struct timespec tmo = {.tv_sec = 0, .tv_nsec = (long)wait_ns};
         struct epoll_event evs[64];
-        int n = epoll_wait(ep, evs, 64, timeout_ms > 1 ? 1 : timeout_ms);
+        int n = epoll_pwait2(ep, evs, 64, &tmo, NULL);
         int64_t t = now_ns();
         for (int e = 0; e < n; e++) {
             conn_t *c = &conns[evs[e].data.u32];
