@@ -122,8 +122,10 @@ static int check_chains(bv_tx_t *tx, verify_t *v)
                 chain_ok = false;
             }
             bv_stmt_reset(t);
-            if (rc < 0)
+            if (rc < 0) {
+                bv_stmt_reset(a); /* no statement left running in the snapshot */
                 return rc;
+            }
         }
         if (!first && older_balance != 0)
             running_ok = false;
