@@ -165,9 +165,15 @@ int main(int argc, char **argv)
     int64_t *lat = malloc(total * sizeof(*lat));
     size_t sent = 0, done = 0, errors = 0;
     int64_t interval = (int64_t)(1e9 / rate), t0 = now_ns() + 10000000LL;
-    char req[8192];
+    char req[12288];
+    int64_t give_up = t0 + (int64_t)((seconds + 10) * 1e9); /* answers still missing then count as errors */
     while (done < total) {
         int64_t now = now_ns();
+        if (now > give_up) {
+            fprintf(stderr, "bench_loadgen: %zu requests unanswered 10 s after the run\n", total - done);
+            errors += total - done;
+            break;
+        }
         /* send every request that is due, on free connections (a due request waits for one) */
         while (sent < total && t0 + (int64_t)sent * interval <= now) {
             int k = -1;
@@ -179,9 +185,12 @@ int main(int argc, char **argv)
             if (k < 0)
                 break;
             int n;
-            char auth[600] = "", body[4096] = "", head[256] = "";
-            if (ntok > 0)
-                snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", tokens[sent % ntok]);
+            char auth[4200] = "", body[4096] = "", head[256] = "";
+            if (ntok > 0 && (size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+                                             tokens[sent % ntok]) >= sizeof(auth)) {
+                fprintf(stderr, "bench_loadgen: token too long\n");
+                return 2;
+            }
             if (bodies != NULL) { /* the body, {n} replaced */
                 const char *t = bodies[sent % npath], *mark = strstr(t, "{n}");
                 int bl = mark == NULL ? snprintf(body, sizeof(body), "%s", t)
@@ -251,6 +260,10 @@ int main(int argc, char **argv)
         }
     }
     double elapsed = (double)(now_ns() - t0) / 1e9;
+    if (done == 0) {
+        printf("no answers in %.1f s, errors %zu\n", elapsed, errors);
+        return 1;
+    }
     qsort(lat, done, sizeof(*lat), cmp_i64);
 #define Q(p) ((double)lat[(size_t)((p) * (double)(done - 1))] / 1e6)
     printf("%.0f req/s for %.1f s (%d connections): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max "
