@@ -195,6 +195,10 @@ int main(int argc, char **argv)
                 const char *t = bodies[sent % npath], *mark = strstr(t, "{n}");
                 int bl = mark == NULL ? snprintf(body, sizeof(body), "%s", t)
                                       : snprintf(body, sizeof(body), "%.*s%zu%s", (int)(mark - t), t, sent, mark + 3);
+                if (bl < 0 || (size_t)bl >= sizeof(body)) {
+                    fprintf(stderr, "bench_loadgen: body too long\n");
+                    return 2;
+                }
                 snprintf(head, sizeof(head), "Content-Type: application/json\r\nContent-Length: %d\r\n", bl);
             }
             n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s:%d\r\n%s%s\r\n%s",

@@ -581,14 +581,19 @@ int bv_keys_hmac(bv_keys_t *k, const char *purpose, const void *data, size_t len
     if ((rc = bv_keys_dk_newest(k, "hmac", purpose, &version, key)) != 0)
         return rc;
     /* A copy of the entry's keyed context: keying (and OpenSSL 3's lookups by name) once
-     * per key instead of once per MAC. Copies are made under the write lock (one at a time). */
-    pthread_rwlock_wrlock(&k->lock);
+     * per key instead of once per MAC. Entries are never freed before the keys object, so
+     * the read lock finds it and hmac_mu serialises creating and copying the context. */
+    pthread_rwlock_rdlock(&k->lock);
     dk_entry_t *e = cache_find(k, "hmac", purpose, version);
-    if (e != NULL && e->hmac == NULL)
-        e->hmac = hmac_keyed(e->key);
-    if (e != NULL && e->hmac != NULL)
-        c = EVP_MAC_CTX_dup(e->hmac);
     pthread_rwlock_unlock(&k->lock);
+    if (e != NULL) {
+        pthread_mutex_lock(&k->hmac_mu);
+        if (e->hmac == NULL)
+            e->hmac = hmac_keyed(e->key);
+        if (e->hmac != NULL)
+            c = EVP_MAC_CTX_dup(e->hmac);
+        pthread_mutex_unlock(&k->hmac_mu);
+    }
     if (c == NULL)
         c = hmac_keyed(key);
     OPENSSL_cleanse(key, sizeof(key));
@@ -872,6 +877,7 @@ int bv_keys_open(const bv_config_t *cfg, bv_store_t *store, bv_keys_t **out)
     if ((k = calloc(1, sizeof(*k))) == NULL)
         return BV_ENOMEM;
     pthread_rwlock_init(&k->lock, NULL);
+    pthread_mutex_init(&k->hmac_mu, NULL);
     pthread_mutex_init(&k->create_lock, NULL);
     pthread_mutex_init(&k->sign_lock, NULL);
     pthread_mutex_init(&k->sign_create_lock, NULL);
@@ -949,6 +955,7 @@ void bv_keys_close(bv_keys_t *k)
     if (k->ks != NULL)
         k->ks->ops->close(k->ks);
     pthread_rwlock_destroy(&k->lock);
+    pthread_mutex_destroy(&k->hmac_mu);
     pthread_mutex_destroy(&k->create_lock);
     pthread_mutex_destroy(&k->sign_lock);
     pthread_mutex_destroy(&k->sign_create_lock);

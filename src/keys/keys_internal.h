@@ -84,6 +84,7 @@ struct bv_keys {
     bv_keystore_t *ks;
     const char *adapter;
     pthread_rwlock_t lock; /* guards master_version, dks, newest */
+    pthread_mutex_t hmac_mu; /* serialises copies of the dks' keyed HMAC contexts */
     int master_version;
     dk_entry_t *dks;
     newest_entry_t *newest;

@@ -272,6 +272,21 @@ static void exec_raw(sqlite3 *db, const char *sql)
         fail_msg("sql failed: %s", err ? err : "?");
 }
 
+/* A hold written with the schema before migration 0031 (resolved_at 0: none). */
+static void insert_hold(sqlite3 *db, int64_t rid, const char *ref, int debit, int credit, int64_t amount,
+                        const char *status, int64_t created, int64_t resolved)
+{
+    char sql[512], xid[BV_UUID_STR_LEN + 1], res[32] = "NULL";
+    bv_uuid7(xid);
+    if (resolved != 0)
+        snprintf(res, sizeof(res), "%lld", (long long)resolved);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, status, pending, "
+             "created_at, resolved_at) VALUES (%lld, '%s', '%s', %d, %d, 'USD', %lld, '%s', 1, %lld, %s)",
+             (long long)rid, xid, ref, debit, credit, (long long)amount, status, (long long)created, res);
+    exec_raw(db, sql);
+}
+
 static void test_migration_backfills_chains(void **state)
 {
     (void)state;
@@ -321,25 +336,9 @@ static void test_migration_backfills_chains(void **state)
         exec_raw(db, sql);
         ts++;
         if (i == 10) { /* the early hold, posted at the end; the pending one; the voided one */
-            bv_uuid7(xid);
-            snprintf(sql, sizeof(sql),
-                     "INSERT INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, status, "
-                     "pending, created_at) VALUES (%lld, '%s', 'h-post', 2, 3, 'USD', 3, 'pending', 1, %lld)",
-                     (long long)++rid, xid, (long long)ts++);
-            exec_raw(db, sql);
-            bv_uuid7(xid);
-            snprintf(sql, sizeof(sql),
-                     "INSERT INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, status, "
-                     "pending, created_at) VALUES (%lld, '%s', 'h-open', 2, 3, 'USD', 4, 'pending', 1, %lld)",
-                     (long long)++rid, xid, (long long)ts++);
-            exec_raw(db, sql);
-            bv_uuid7(xid);
-            snprintf(sql, sizeof(sql),
-                     "INSERT INTO ledger_transfers(rid, id, reference, debit, credit, currency, amount, status, "
-                     "pending, created_at, resolved_at) VALUES (%lld, '%s', 'h-void', 3, 2, 'USD', 5, 'voided', 1, "
-                     "%lld, %lld)",
-                     (long long)++rid, xid, (long long)ts, (long long)ts + 1);
-            exec_raw(db, sql);
+            insert_hold(db, ++rid, "h-post", 2, 3, 3, "pending", ts++, 0);
+            insert_hold(db, ++rid, "h-open", 2, 3, 4, "pending", ts++, 0);
+            insert_hold(db, ++rid, "h-void", 3, 2, 5, "voided", ts, ts + 1);
             ts += 2;
         }
     }
