@@ -17,6 +17,8 @@ typedef struct queue_waiter {
     uint64_t gen;
     int64_t pending;  /* messages made visible and not yet reserved by a receiver (a hint) */
     int64_t reserved; /* messages reserved by receivers whose claim job is in flight */
+    int64_t spare;    /* room left in claim jobs queued and not yet started: they will take
+                         messages signalled now, so no one need be woken for those */
     int waiting;      /* receivers sleeping on cv */
     int signaled;     /* of those, signalled and not yet awake (a hint: may over- or undercount) */
     int small;        /* of those, receivers taking fewer than a full batch */

@@ -55,12 +55,13 @@ queue_waiter_t *queue_waiter(const char *name)
     return w;
 }
 
-/* Wakes one more sleeping receiver if the receivers already woken cannot take every
- * pending message in one batch each. Called with w->mu. */
+/* Wakes one more sleeping receiver if the receivers already woken, and the claim jobs queued
+ * and not yet started, cannot take every pending message (a woken receiver one batch each).
+ * Called with w->mu. */
 static void wake_for_pending(queue_waiter_t *w)
 {
     int64_t each = w->small > 0 ? 1 : BV_QUEUE_MAX_BATCH; /* what a woken receiver takes, at least */
-    if (w->waiting > w->signaled && (int64_t)w->signaled * each < w->pending) {
+    if (w->waiting > w->signaled && (int64_t)w->signaled * each + w->spare < w->pending) {
         w->signaled++;
         pthread_cond_signal(&w->cv);
     }
@@ -357,7 +358,21 @@ typedef struct {
     int64_t visibility_us; /* 0: the queue's */
     bv_queue_msg_t *msgs;
     int n;
+    queue_waiter_t *w; /* whose spare counts this job's room until the job starts */
+    int64_t spare;
 } claim_t;
+
+/* The claim job has started (or will never run): what is signalled from now on may commit
+ * after its read, so its room no longer counts. */
+static void claim_started(claim_t *c)
+{
+    if (c->spare == 0)
+        return;
+    pthread_mutex_lock(&c->w->mu);
+    c->w->spare -= c->spare;
+    c->spare = 0;
+    pthread_mutex_unlock(&c->w->mu);
+}
 
 static int move_to_dlq(bv_tx_t *tx, int64_t seq, const char *from, const char *dlq, int64_t now)
 {
@@ -383,8 +398,10 @@ static int claim_job(bv_tx_t *tx, void *arg)
 {
     claim_t *c = arg;
     queue_conf_t qc;
-    int64_t now = bv_now_us();
+    int64_t now;
     int rc;
+    claim_started(c);
+    now = bv_now_us();
     for (int i = 0; i < c->n; i++)
         bv_queue_msg_clear(&c->msgs[i]);
     c->n = 0;
@@ -561,8 +578,17 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
             pthread_mutex_unlock(&w->mu);
         }
         if (take > 0 || (p.ready && others == 0)) {
-            claim_t c = {.queue = queue, .max = max, .visibility_us = o->visibility_ms * 1000, .msgs = msgs};
+            claim_t c = {.queue = queue,
+                         .max = max,
+                         .visibility_us = o->visibility_ms * 1000,
+                         .msgs = msgs,
+                         .w = w,
+                         .spare = max - take};
+            pthread_mutex_lock(&w->mu);
+            w->spare += c.spare;
+            pthread_mutex_unlock(&w->mu);
             rc = bv_store_run_tx(st, 1, claim_job, &c);
+            claim_started(&c); /* if it never ran */
             pthread_mutex_lock(&w->mu);
             w->reserved -= take;
             if (rc == 0 && c.n > take) { /* took more than reserved: those were counted as pending */
