@@ -148,15 +148,15 @@ typedef struct {
     int bad_topic;
 } outbox_row_t;
 
-static int mark_published(bv_tx_t *tx, const char *id, int64_t now)
+/* A published row is deleted in the job that published it: its message lives on in the
+ * subscribed queues, and a row kept would grow the table by every event forever. */
+static int forget_published(bv_tx_t *tx, const char *id)
 {
-    bv_stmt_t *s =
-        bv_tx_prepare(tx, "UPDATE outbox SET published_at=?2 WHERE id=?1 AND published_at IS NULL");
+    bv_stmt_t *s = bv_tx_prepare(tx, "DELETE FROM outbox WHERE id=?1");
     int rc;
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_text(s, 1, id, -1);
-    bv_stmt_bind_int64(s, 2, now);
     rc = bv_stmt_step(s);
     bv_stmt_reset(s);
     return rc < 0 ? rc : 0;
@@ -167,7 +167,6 @@ static int drain_job(bv_tx_t *tx, void *arg)
     drain_t *d = arg;
     outbox_row_t *rows = calloc((size_t)d->limit, sizeof(*rows));
     int n = 0, rc;
-    int64_t now = bv_now_us();
     bv_stmt_t *s;
     d->n = 0;
     if (rows == NULL)
@@ -209,7 +208,7 @@ static int drain_job(bv_tx_t *tx, void *arg)
             rc = prc;
             goto out;
         }
-        if ((rc = mark_published(tx, r->id, now)) != 0)
+        if ((rc = forget_published(tx, r->id)) != 0)
             goto out;
     }
     d->n = n;
