@@ -33,6 +33,8 @@ typedef struct {
     const char *path;     /* database file; ":memory:" not supported (readers need a file) */
     int batch_max;        /* jobs per group commit (default 1024) */
     int busy_timeout_ms;  /* reader wait on a locked database (default 5000) */
+    int wal_restart_frames; /* SQLite: WAL length (pages) from which the checkpointer starts
+                               the WAL over (default 4096, ~16 MB) */
 } bv_store_options_t;
 
 typedef struct {
@@ -51,11 +53,14 @@ extern const unsigned bv_store_batch_bounds[12]; /* 1,2,4,...,1024,+Inf(0) */
 int bv_store_open(const bv_store_options_t *opt, bv_store_t **out);
 void bv_store_close(bv_store_t *st);
 
-/* Applies every embedded migration newer than the recorded schema version, each in its
- * own transaction, in order. *n_applied_out (may be NULL) gets how many ran. */
+/* Applies every embedded migration not applied yet, each in its own transaction, in number
+ * order, whatever higher numbers were applied before (each module numbers its own range, so
+ * a module's new migration may be lower than another's old one). *n_applied_out (may be
+ * NULL) gets how many ran. */
 int bv_store_migrate(bv_store_t *st, int *n_applied_out);
-/* Highest applied migration number (0 for an empty database) and the highest embedded
- * one; readiness means they are equal. */
+/* The number of the last embedded migration up to which every embedded migration is
+ * applied (0 when the first is not), and the highest embedded one; readiness means they
+ * are equal. */
 int bv_store_schema_version(bv_store_t *st, int *applied_out, int *embedded_out);
 
 /* Runs fn inside a group-commit batch on the writer thread and waits until the batch is

@@ -100,6 +100,7 @@ struct bv_store {
     char *path;
     int batch_max;
     int busy_timeout_ms;
+    int wal_restart_frames;
     conn_t *writer;
     pthread_t writer_thread;
     int writer_started;
@@ -709,6 +710,9 @@ int bv_store_write_pipelined(bv_store_t *st, bv_tx_fn fn, void *arg, void (*dura
 }
 
 /* ---- the checkpointer ---- */
+#define WAL_RESTART_FRAMES 4096 /* default: ~16 MB of WAL */
+#define WAL_RESTART_REST 256    /* at most, frames left to copy with the writer held off */
+#define CHECKPOINT_BUSY_MS 5    /* how long a restart waits for the writer or for readers */
 static void *checkpoint_main(void *arg)
 {
     bv_store_t *st = arg;
@@ -726,8 +730,21 @@ static void *checkpoint_main(void *arg)
         if (st->stopping)
             break;
         pthread_mutex_unlock(&st->mu);
-        int log_frames = 0, done = 0;
-        sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+        /* Under a steady stream of commits a passive checkpoint never finds the WAL fully
+         * copied at the moment the writer begins, so the WAL is never started over: it grows
+         * (to the writer's backstop, ~200 MB), every commit extends the file, and every
+         * fdatasync of it also commits file-system metadata. Once the WAL is long, passive
+         * passes copy it while commits go on (each pass has less left: what was committed
+         * during the last), and once little is left the rest is copied with the writer held
+         * off (those frames and one fsync of the database: milliseconds), waiting briefly for
+         * readers, so that the next commit starts the WAL over, on blocks already allocated. */
+        int log_frames = 0, done = 0, passes = 0;
+        int rest = st->wal_restart_frames / 16 < WAL_RESTART_REST ? st->wal_restart_frames / 16 : WAL_RESTART_REST;
+        do
+            sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+        while (log_frames >= st->wal_restart_frames && log_frames - done > rest && ++passes < 4);
+        if (log_frames >= st->wal_restart_frames && log_frames - done <= rest)
+            sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_RESTART, &log_frames, &done);
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
@@ -788,6 +805,7 @@ int bv_store_open(const bv_store_options_t *opt, bv_store_t **out)
     st->path = strdup(opt->path);
     st->batch_max = opt->batch_max > 0 ? opt->batch_max : 1024;
     st->busy_timeout_ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+    st->wal_restart_frames = opt->wal_restart_frames > 0 ? opt->wal_restart_frames : WAL_RESTART_FRAMES;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
     pthread_cond_init(&st->checkpoint_cond, NULL);
@@ -812,6 +830,7 @@ int bv_store_open(const bv_store_options_t *opt, bv_store_t **out)
     if ((rc = conn_open(st, 0, &st->checkpointer)) != 0)
         goto out;
     sqlite3_exec(st->checkpointer->db, "PRAGMA query_only=0", NULL, NULL, NULL);
+    sqlite3_busy_timeout(st->checkpointer->db, CHECKPOINT_BUSY_MS);
     if (pthread_create(&st->checkpoint_thread, NULL, checkpoint_main, st) != 0) {
         rc = BV_EIO;
         goto out;
@@ -880,15 +899,19 @@ void bv_store_get_stats(bv_store_t *st, bv_store_stats_t *out)
         out->batch_size_buckets[i] = atomic_load(&st->buckets[i]);
 }
 
-/* ---- migrations ---- */
+/* ---- migrations ----
+ * Numbers are global but each module owns a range, so a module's new migration can be
+ * lower than one another module applied long ago: what is applied is a set, not a high-water
+ * mark, and every embedded migration missing from it is applied, in number order. */
 typedef struct {
-    int applied;
-} version_t;
+    int *numbers; /* applied, ascending */
+    size_t n;
+} applied_t;
 
-static int read_version(bv_tx_t *tx, void *arg)
+static int read_applied(bv_tx_t *tx, void *arg)
 {
-    version_t *v = arg;
-    v->applied = 0;
+    applied_t *a = arg;
+    a->n = 0;
     bv_stmt_t *s = bv_tx_prepare(tx, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'");
     if (s == NULL)
         return BV_EIO;
@@ -899,14 +922,31 @@ static int read_version(bv_tx_t *tx, void *arg)
         return rc;
     if (!exists)
         return 0;
-    s = bv_tx_prepare(tx, "SELECT coalesce(max(number),0) FROM schema_migrations");
+    s = bv_tx_prepare(tx, "SELECT number FROM schema_migrations ORDER BY number");
     if (s == NULL)
         return BV_EIO;
-    rc = bv_stmt_step(s);
-    if (rc == BV_ROW)
-        v->applied = (int)bv_stmt_int64(s, 0);
+    size_t cap = 0;
+    while ((rc = bv_stmt_step(s)) == BV_ROW) {
+        if (a->n == cap) {
+            int *grown = realloc(a->numbers, (cap = cap ? cap * 2 : 64) * sizeof(int));
+            if (grown == NULL) {
+                rc = BV_ENOMEM;
+                break;
+            }
+            a->numbers = grown;
+        }
+        a->numbers[a->n++] = (int)bv_stmt_int64(s, 0);
+    }
     bv_stmt_reset(s);
     return rc < 0 ? rc : 0;
+}
+
+static int is_applied(const applied_t *a, int number)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->numbers[i] == number)
+            return 1;
+    return 0;
 }
 
 typedef struct {
@@ -920,16 +960,22 @@ static int apply_migration(bv_tx_t *tx, void *arg)
                             "name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
     if (rc != 0)
         return rc;
-    version_t v;
-    if ((rc = read_version(tx, &v)) != 0)
+    bv_stmt_t *s = bv_tx_prepare(tx, "SELECT count(*) FROM schema_migrations WHERE number=?");
+    if (s == NULL)
+        return BV_EIO;
+    bv_stmt_bind_int64(s, 1, a->m->number);
+    rc = bv_stmt_step(s);
+    int done = rc == BV_ROW && bv_stmt_int64(s, 0) > 0;
+    bv_stmt_reset(s);
+    if (rc < 0)
         return rc;
-    if (v.applied >= a->m->number)
+    if (done)
         return 1; /* someone else applied it meanwhile */
     if ((rc = bv_tx_exec(tx, a->m->sql)) != 0) {
         bv_log_error("migration failed", "\"migration\":\"%s\"", a->m->name);
         return rc;
     }
-    bv_stmt_t *s = bv_tx_prepare(tx, "INSERT INTO schema_migrations(number, name, applied_at) VALUES (?,?,?)");
+    s = bv_tx_prepare(tx, "INSERT INTO schema_migrations(number, name, applied_at) VALUES (?,?,?)");
     if (s == NULL)
         return BV_EIO;
     bv_stmt_bind_int64(s, 1, a->m->number);
@@ -942,10 +988,13 @@ static int apply_migration(bv_tx_t *tx, void *arg)
 
 int bv_store_schema_version(bv_store_t *st, int *applied_out, int *embedded_out)
 {
-    version_t v = {0};
-    int rc = bv_store_read(st, read_version, &v);
+    applied_t a = {0};
+    int rc = bv_store_read(st, read_applied, &a), through = 0;
+    for (size_t i = 0; rc == 0 && i < bv_n_migrations && is_applied(&a, bv_migrations[i].number); i++)
+        through = bv_migrations[i].number;
+    free(a.numbers);
     if (applied_out)
-        *applied_out = v.applied;
+        *applied_out = through;
     if (embedded_out)
         *embedded_out = bv_n_migrations > 0 ? bv_migrations[bv_n_migrations - 1].number : 0;
     return rc;
@@ -953,16 +1002,19 @@ int bv_store_schema_version(bv_store_t *st, int *applied_out, int *embedded_out)
 
 int bv_store_migrate(bv_store_t *st, int *n_applied_out)
 {
-    int applied = 0, rc = 0, current = 0;
-    if ((rc = bv_store_schema_version(st, &current, NULL)) != 0)
+    applied_t a = {0};
+    int applied = 0, rc;
+    if ((rc = bv_store_read(st, read_applied, &a)) != 0) {
+        free(a.numbers);
         return rc;
+    }
     for (size_t i = 0; i < bv_n_migrations; i++) {
-        if (bv_migrations[i].number <= current)
+        if (is_applied(&a, bv_migrations[i].number))
             continue;
-        apply_t a = {&bv_migrations[i]};
-        rc = bv_store_write(st, apply_migration, &a);
+        apply_t ap = {&bv_migrations[i]};
+        rc = bv_store_write(st, apply_migration, &ap);
         if (rc < 0)
-            return rc;
+            break;
         if (rc == 0) {
             applied++;
             bv_log_info("migration applied", "\"number\":%d,\"name\":\"%s\"", bv_migrations[i].number,
@@ -970,7 +1022,8 @@ int bv_store_migrate(bv_store_t *st, int *n_applied_out)
         }
         rc = 0;
     }
+    free(a.numbers);
     if (n_applied_out)
         *n_applied_out = applied;
-    return 0;
+    return rc;
 }
