@@ -136,8 +136,10 @@ static int registered;
 static int tx_subscribe(bv_tx_t *tx, void *arg)
 {
     (void)arg;
-    json_t *policy = json_pack("{s:[sss]}", "event", "ledger.transfer.posted", "ledger.hold.posted",
-                               "ledger.transfer.reversed");
+    /* movements of accounts none of which belongs to a customer are never queued (events
+       written before that attribute existed lack it, and pass) */
+    json_t *policy = json_pack("{s:[sss], s:[{s:b}]}", "event", "ledger.transfer.posted", "ledger.hold.posted",
+                               "ledger.transfer.reversed", "customers", "exists", 0);
     if (policy == NULL)
         return BV_ENOMEM;
     int rc = bv_queue_topic_create(tx, "ledger");

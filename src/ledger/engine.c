@@ -461,7 +461,13 @@ static int record_event(bv_ledger_t *lg, bv_tx_t *tx, const bv_ledger_ctx_t *ctx
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
         if (bv_buf_puts(&lg->scratch, parts[i]) != 0)
             return BV_ENOMEM;
-    snprintf(attrs, sizeof(attrs), "{\"event\":\"%s\",\"currency\":\"%s\"}", event, t->currency);
+    /* "customers":"none" when neither account belongs to a customer (internal, settlement and
+       operators' accounts): a subscriber with nobody to tell filters those out at publish */
+    const acct_t *da = find_acct(lg, t->debit_account), *ca = find_acct(lg, t->credit_account);
+    int customers = (da != NULL && da->customer_id != NULL && da->customer_id[0] != '\0') ||
+                    (ca != NULL && ca->customer_id != NULL && ca->customer_id[0] != '\0');
+    snprintf(attrs, sizeof(attrs), "{\"event\":\"%s\",\"currency\":\"%s\"%s}", event, t->currency,
+             customers ? "" : ",\"customers\":\"none\"");
     bv_uuid7(oid);
     bv_stmt_t *s = bv_tx_prepare(tx, "INSERT OR FAIL INTO outbox(id, topic, payload, attributes, created_at) "
                                      "VALUES (?, 'ledger', ?, ?, ?)");

@@ -122,6 +122,27 @@ static void test_transfer_posts_both_sides(void **state)
     fx_assert_verified(w->f);
 }
 
+/* A movement's event says when none of its accounts belongs to a customer, so that the
+ * movement notices' subscription never queues it. */
+static void test_event_marks_movements_without_customers(void **state)
+{
+    world_t *w = *state;
+    bv_ledger_account_t c;
+    bv_ledger_account_req_t r = {.type = "checking", .currency = "USD", .holder_name = "Customer",
+                                 .customer_id = "0190f0a0-0000-7000-8000-00000000c057"};
+    assert_int_equal(bv_ledger_account_create(w->f->lg, &fx_ctx, &r, &c, NULL), 0);
+    assert_int_equal(fx_transfer(w->f, w->a, w->b, 100, "USD", "internal-only", NULL), 0);
+    assert_int_equal(fx_transfer(w->f, w->a, c.id, 100, "USD", "to-customer", NULL), 0);
+    assert_int_equal(fx_transfer(w->f, c.id, w->b, 50, "USD", "from-customer", NULL), 0);
+    assert_int_equal(fx_count(w->f, "SELECT COUNT(*) FROM outbox WHERE json_extract(payload, '$.event') = "
+                                    "'ledger.transfer.posted' AND json_extract(attributes, '$.customers') = 'none'"),
+                     fx_count(w->f, "SELECT COUNT(*) FROM ledger_transfers WHERE reference <> 'to-customer' AND "
+                                    "reference <> 'from-customer' AND status = 'posted'"));
+    assert_int_equal(fx_count(w->f, "SELECT COUNT(*) FROM outbox WHERE json_extract(attributes, '$.customers') IS "
+                                    "NULL AND json_extract(payload, '$.event') = 'ledger.transfer.posted'"),
+                     2);
+}
+
 static void test_rejections_leave_balances(void **state)
 {
     world_t *w = *state;
@@ -660,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_account_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_idempotent_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer_posts_both_sides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_marks_movements_without_customers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections_leave_balances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frozen_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overdraft_limit, setup, teardown),
