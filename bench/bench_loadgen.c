@@ -14,7 +14,9 @@
  * per line as PATH<TAB>JSON-BODY, used round-robin, "{n}" in a body replaced by the
  * request's sequence number (unique references). TOKEN_FILE: bearer tokens, one per line,
  * used round-robin (none: no Authorization).
- * Prints one line: rate achieved, p50/p90/p99/p99.9/max in ms, errors (non-2xx, resets). */
+ * Prints one line: rate achieved, p50/p90/p99/p99.9/max in ms, errors (non-2xx, resets).
+ * With BENCH_LOADGEN_TIMELINE set, also prints on stderr the worst latency of the requests
+ * due in each 100 ms of the run (where the slow ones cluster). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,13 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void note_worst(int64_t *worst, size_t n_slots, int64_t at_ns, int64_t lat_ns)
+{
+    size_t slot = at_ns < 0 ? 0 : (size_t)(at_ns / 100000000);
+    if (worst != NULL && slot < n_slots && lat_ns > worst[slot])
+        worst[slot] = lat_ns;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -163,6 +172,8 @@ int main(int argc, char **argv)
     }
     size_t total = (size_t)(rate * seconds);
     int64_t *lat = malloc(total * sizeof(*lat));
+    size_t n_slots = (size_t)(seconds * 10) + 1;
+    int64_t *worst = getenv("BENCH_LOADGEN_TIMELINE") != NULL ? calloc(n_slots, sizeof(*worst)) : NULL;
     size_t sent = 0, done = 0, errors = 0;
     int64_t interval = (int64_t)(1e9 / rate), t0 = now_ns() + 10000000LL;
     char req[12288];
@@ -175,6 +186,7 @@ int main(int argc, char **argv)
             break;
         }
         /* send every request that is due, on free connections (a due request waits for one) */
+        int starved = 0;
         while (sent < total && t0 + (int64_t)sent * interval <= now) {
             int k = -1;
             for (int i = 0; i < nconn; i++)
@@ -182,8 +194,10 @@ int main(int argc, char **argv)
                     k = i;
                     break;
                 }
-            if (k < 0)
+            if (k < 0) {
+                starved = 1;
                 break;
+            }
             int n;
             char auth[4200] = "", body[4096] = "", head[256] = "";
             if (ntok > 0 && (size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
@@ -193,8 +207,9 @@ int main(int argc, char **argv)
             }
             if (bodies != NULL) { /* the body, {n} replaced */
                 const char *t = bodies[sent % npath], *mark = strstr(t, "{n}");
-                int bl = mark == NULL ? snprintf(body, sizeof(body), "%s", t)
-                                      : snprintf(body, sizeof(body), "%.*s%zu%s", (int)(mark - t), t, sent, mark + 3);
+                int bl = mark == NULL
+                             ? snprintf(body, sizeof(body), "%s", t)
+                             : snprintf(body, sizeof(body), "%.*s%zu%s", (int)(mark - t), t, sent, mark + 3);
                 if (bl < 0 || (size_t)bl >= sizeof(body)) {
                     fprintf(stderr, "bench_loadgen: body too long\n");
                     return 2;
@@ -214,6 +229,7 @@ int main(int argc, char **argv)
             if (write(c->fd, req, (size_t)n) != n) {
                 errors++;
                 lat[done++] = now - c->due_ns;
+                note_worst(worst, n_slots, c->due_ns - t0, now - c->due_ns);
                 c->busy = 0;
             }
             sent++;
@@ -223,7 +239,11 @@ int main(int argc, char **argv)
          * server under test) */
         int64_t next_due = sent < total ? t0 + (int64_t)sent * interval : now + 1000000;
         int64_t wait_ns = next_due - now;
-        if (wait_ns < 0)
+        /* every connection busy: only an answer frees one (polling for it would take the
+         * server's CPU when the server is slowest) */
+        if (starved)
+            wait_ns = 1000000;
+        else if (wait_ns < 0)
             wait_ns = 0;
         if (wait_ns > 1000000)
             wait_ns = 1000000;
@@ -240,6 +260,7 @@ int main(int argc, char **argv)
                 if (c->busy) {
                     errors++;
                     lat[done++] = t - c->due_ns;
+                    note_worst(worst, n_slots, c->due_ns - t0, t - c->due_ns);
                 }
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
@@ -257,8 +278,10 @@ int main(int argc, char **argv)
                 continue;
             if (st < 200 || st > 299)
                 errors++;
-            if (c->busy)
+            if (c->busy) {
                 lat[done++] = t - c->due_ns;
+                note_worst(worst, n_slots, c->due_ns - t0, t - c->due_ns);
+            }
             c->busy = 0;
             c->got = 0;
         }
@@ -268,10 +291,14 @@ int main(int argc, char **argv)
         printf("no answers in %.1f s, errors %zu\n", elapsed, errors);
         return 1;
     }
+    for (size_t i = 0; worst != NULL && i < n_slots; i++)
+        fprintf(stderr, "%6.1f s  worst %7.2f ms\n", (double)i / 10, (double)worst[i] / 1e6);
+    free(worst);
     qsort(lat, done, sizeof(*lat), cmp_i64);
 #define Q(p) ((double)lat[(size_t)((p) * (double)(done - 1))] / 1e6)
-    printf("%.0f req/s for %.1f s (%d connections): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max "
-           "%.2f ms, errors %zu\n",
-           (double)done / elapsed, elapsed, nconn, Q(0.5), Q(0.9), Q(0.99), Q(0.999), Q(1.0), errors);
+    printf(
+        "%.0f req/s for %.1f s (%d connections): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max "
+        "%.2f ms, errors %zu\n",
+        (double)done / elapsed, elapsed, nconn, Q(0.5), Q(0.9), Q(0.99), Q(0.999), Q(1.0), errors);
     return errors == 0 ? 0 : 1;
 }
