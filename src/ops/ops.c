@@ -49,13 +49,16 @@ static void store_metrics(void *cls, bv_buf_t *out)
     }
     bv_buf_printf(out,
                   "boveda_store_commit_batch_size_sum %llu\nboveda_store_commit_batch_size_count %llu\n"
+                  "# HELP boveda_store_syncs_total fsyncs of the WAL that made commits durable.\n"
+                  "# TYPE boveda_store_syncs_total counter\nboveda_store_syncs_total %llu\n"
                   "# HELP boveda_store_write_jobs_failed_total Write jobs rolled back to their savepoint.\n"
                   "# TYPE boveda_store_write_jobs_failed_total counter\nboveda_store_write_jobs_failed_total %llu\n"
                   "# HELP boveda_store_write_queue_depth Write jobs waiting for the writer.\n"
                   "# TYPE boveda_store_write_queue_depth gauge\nboveda_store_write_queue_depth %llu\n"
                   "# HELP boveda_build_info Build of the running binary.\n# TYPE boveda_build_info gauge\n"
                   "boveda_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-                  (unsigned long long)st.jobs, (unsigned long long)st.batches, (unsigned long long)st.jobs_failed,
+                  (unsigned long long)st.jobs, (unsigned long long)st.batches, (unsigned long long)st.syncs,
+                  (unsigned long long)st.jobs_failed,
                   (unsigned long long)st.queue_depth, BOVEDA_VERSION, BOVEDA_COMMIT);
 }
 

@@ -39,6 +39,7 @@ typedef struct {
 
 typedef struct {
     uint64_t batches;           /* committed batches */
+    uint64_t syncs;             /* fsyncs that made batches durable (one may cover several) */
     uint64_t jobs;              /* jobs run by the writer */
     uint64_t jobs_failed;       /* jobs rolled back to their savepoint */
     uint64_t queue_depth;       /* write jobs waiting now */

@@ -151,6 +151,9 @@ describe('operational endpoints', () => {
         assert.ok(batches.length >= 2);
         assert.equal(batches.at(-1).labels.le, '+Inf');
         assert.equal(batches.at(-1).value, value(m, 'boveda_store_commit_batch_size_count'));
+        /* every commit made durable by some fsync, one fsync covering one commit or more */
+        const syncs = value(m, 'boveda_store_syncs_total');
+        assert.ok(syncs >= 1 && syncs <= value(m, 'boveda_store_commit_batch_size_count') + 1, String(syncs));
         const info = find(m, 'boveda_build_info');
         assert.equal(info.length, 1);
         assert.equal(info[0].value, 1);

@@ -124,7 +124,7 @@ struct bv_store {
     uint64_t id;     /* process-unique, never reused: keys the per-thread reader cache */
     conn_t *readers; /* every reader connection, guarded by mu */
     /* stats */
-    _Atomic uint64_t batches, jobs, jobs_failed;
+    _Atomic uint64_t batches, jobs, jobs_failed, syncs;
     _Atomic uint64_t buckets[12];
 };
 
@@ -564,6 +564,7 @@ static void release_here(bv_store_t *st, job_t *batch)
         pthread_cond_wait(&st->cond_synced, &st->mu);
     pthread_mutex_unlock(&st->mu);
     sync_wal(st);
+    atomic_fetch_add(&st->syncs, 1);
     hook_t *after = take_hooks(batch);
     for (hook_t *h = after; h != NULL; h = h->next)
         h->after(h->arg);
@@ -624,6 +625,7 @@ static void *syncer_main(void *arg)
         st->syncing = 1;
         pthread_mutex_unlock(&st->mu);
         sync_wal(st);
+        atomic_fetch_add(&st->syncs, 1);
         while (list != NULL) {
             synced_t *nx = list->next;
             release(list);
@@ -890,6 +892,7 @@ void bv_store_get_stats(bv_store_t *st, bv_store_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->batches = atomic_load(&st->batches);
+    out->syncs = atomic_load(&st->syncs);
     out->jobs = atomic_load(&st->jobs);
     out->jobs_failed = atomic_load(&st->jobs_failed);
     pthread_mutex_lock(&st->mu);
