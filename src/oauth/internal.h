@@ -86,6 +86,7 @@ struct bv_oauth_validator {
     char audience[512];
     _Atomic int cache_on;
     _Atomic uint64_t epoch; /* bumped on issuer change: invalidates the token cache */
+    _Atomic uint64_t verifications; /* signatures checked (cache misses that got that far) */
 };
 
 /* ---- clients ---- */

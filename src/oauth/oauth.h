@@ -46,6 +46,8 @@ void bv_oauth_validator_set_issuer(bv_oauth_validator_t *v, const char *issuer, 
 int bv_oauth_validator_refresh(bv_oauth_validator_t *v);
 /* Enables (1) or disables (0) the per-thread cache of already verified tokens (default on). */
 void bv_oauth_validator_set_cache(bv_oauth_validator_t *v, int on);
+/* How many token signatures this validator has verified (the cache's misses). */
+uint64_t bv_oauth_validator_verifications(bv_oauth_validator_t *v);
 
 /* Validates an access token at `now` (seconds): compact JWS, header alg ES256/RS256
  * matching the key's pinned alg (never none, never HMAC), typ at+jwt, kid known, valid
