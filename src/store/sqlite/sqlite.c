@@ -715,9 +715,11 @@ int bv_store_write_pipelined(bv_store_t *st, bv_tx_fn fn, void *arg, void (*dura
 #define WAL_RESTART_FRAMES 4096 /* default: ~16 MB of WAL */
 #define WAL_RESTART_REST 256    /* at most, frames left to copy with the writer held off */
 #define CHECKPOINT_BUSY_MS 5    /* how long a restart waits for the writer or for readers */
+#define RESTART_BACKOFF_US 2000000 /* after readers kept a restart from finishing, before the next */
 static void *checkpoint_main(void *arg)
 {
     bv_store_t *st = arg;
+    int64_t restart_after = 0; /* monotonic us */
     pthread_setname_np(pthread_self(), "bv-store-ckpt");
     pthread_mutex_lock(&st->mu);
     while (!st->stopping) {
@@ -745,8 +747,12 @@ static void *checkpoint_main(void *arg)
         do
             sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
         while (log_frames >= st->wal_restart_frames && log_frames - done > rest && ++passes < 4);
-        if (log_frames >= st->wal_restart_frames && log_frames - done <= rest)
-            sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_RESTART, &log_frames, &done);
+        /* A long read (an export, say) keeps the restart from finishing, and each try holds
+         * the writer off for the busy wait: after a refusal, let a while pass. */
+        if (log_frames >= st->wal_restart_frames && log_frames - done <= rest && bv_mono_us() >= restart_after &&
+            sqlite3_wal_checkpoint_v2(st->checkpointer->db, NULL, SQLITE_CHECKPOINT_RESTART, &log_frames,
+                                      &done) == SQLITE_BUSY)
+            restart_after = bv_mono_us() + RESTART_BACKOFF_US;
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
