@@ -206,6 +206,7 @@ static void test_wal_started_over_under_load(void **state)
     assert_int_equal(bv_store_write(st, create_table, NULL), 0);
     volatile int stop = 0, stop_writers = 0;
     unsigned restarts0 = wal_restarts();
+    atomic_store(&churn_durable, 0);
     pthread_t w[4], r[2];
     churn_arg_t wa[4], ra[2];
     for (int i = 0; i < 2; i++) {
@@ -225,6 +226,7 @@ static void test_wal_started_over_under_load(void **state)
     }
     for (int i = 0; i < 5000 && atomic_load(&churn_durable) < rows; i++)
         usleep(1000);
+    assert_int_equal(atomic_load(&churn_durable), rows); /* every commit made durable, once */
     stop = 1;
     for (int i = 0; i < 2; i++)
         pthread_join(r[i], NULL);
