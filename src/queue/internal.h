@@ -7,21 +7,32 @@
 
 #include "queue/queue.h"
 
-/* One per queue name in this process, never freed: receivers sleep on cv until gen moves.
- * Signalled from after-commit hooks (on the writer thread) when a send, a visibility
- * reset or a redrive commits. */
+/* A receiver asleep in bv_queue_receive, on its own condition variable. */
+typedef struct queue_sleeper {
+    struct queue_sleeper *prev, *next;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    int woken;         /* taken off the list by a wake-up */
+} queue_sleeper_t;
+
+/* One per queue name in this process, never freed. Receivers sleep on a list, the last
+ * to fall asleep first: a wake-up goes to the receiver that slept least (its thread still
+ * warm in the caches and on a core), and with many consumers the same few keep working
+ * while the others stay asleep. Signalled from after-commit hooks (on the writer thread)
+ * when a send, a visibility reset or a redrive commits; gen moves on each. */
 typedef struct queue_waiter {
     struct queue_waiter *next;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    queue_sleeper_t *sleepers; /* most recent first */
     uint64_t gen;
     int64_t pending;  /* messages made visible and not yet reserved by a receiver (a hint) */
     int64_t reserved; /* messages reserved by receivers whose claim job is in flight */
     int64_t spare;    /* room left in claim jobs queued and not yet started: they will take
                          messages signalled now, so no one need be woken for those */
-    int waiting;      /* receivers sleeping on cv */
-    int signaled;     /* of those, signalled and not yet awake (a hint: may over- or undercount) */
-    int small;        /* of those, receivers taking fewer than a full batch */
+    int claiming;     /* claim jobs started and not yet returned (durable): what is signalled
+                         meanwhile waits for them to finish unless it fills a batch */
+    int waiting;      /* receivers asleep (on the list) */
+    int signaled;     /* receivers woken and not yet running */
+    int small;        /* receivers asleep that take fewer than a full batch */
     int64_t next_due; /* wall-clock us when the next message becomes visible, as last probed (0: none) */
     char name[BV_QUEUE_NAME_MAX + 1];
 } queue_waiter_t;
@@ -29,7 +40,8 @@ typedef struct queue_waiter {
 /* The waiter of a queue name (created on first use). NULL only on OOM. */
 queue_waiter_t *queue_waiter(const char *name);
 /* After-commit hooks: arg is a queue_waiter_t *. signal notes one message became visible
- * and wakes one receiver per BV_QUEUE_MAX_BATCH of them (a receiver that claims a full
+ * and wakes one receiver per BV_QUEUE_MAX_BATCH of them beyond what queued claim jobs will
+ * take, none for less than a batch while a claim job runs (a receiver that claims a full
  * batch wakes the next: no thundering herd with many consumers); broadcast wakes all
  * (timers may have to be recomputed). */
 void queue_waiter_signal(void *arg);

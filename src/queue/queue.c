@@ -32,6 +32,14 @@ int bv_queue_name_valid(const char *name)
 
 static pthread_mutex_t waiters_mu = PTHREAD_MUTEX_INITIALIZER;
 static queue_waiter_t *waiters;
+static pthread_once_t monotonic_once = PTHREAD_ONCE_INIT;
+static pthread_condattr_t monotonic; /* of the sleepers' condition variables */
+
+static void monotonic_init(void)
+{
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+}
 
 queue_waiter_t *queue_waiter(const char *name)
 {
@@ -41,12 +49,7 @@ queue_waiter_t *queue_waiter(const char *name)
         if (strcmp(w->name, name) == 0)
             break;
     if (w == NULL && (w = calloc(1, sizeof(*w))) != NULL) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_mutex_init(&w->mu, NULL);
-        pthread_cond_init(&w->cv, &ca);
-        pthread_condattr_destroy(&ca);
         snprintf(w->name, sizeof(w->name), "%s", name);
         w->next = waiters;
         waiters = w;
@@ -55,16 +58,35 @@ queue_waiter_t *queue_waiter(const char *name)
     return w;
 }
 
+/* Wakes the receiver that fell asleep last. Called with w->mu. */
+static void wake_one(queue_waiter_t *w)
+{
+    queue_sleeper_t *z = w->sleepers;
+    if (z == NULL)
+        return;
+    w->sleepers = z->next;
+    if (z->next != NULL)
+        z->next->prev = NULL;
+    z->woken = 1;
+    w->waiting--;
+    w->signaled++;
+    pthread_cond_signal(&z->cv);
+}
+
 /* Wakes one more sleeping receiver if the receivers already woken, and the claim jobs queued
  * and not yet started, cannot take every pending message (a woken receiver one batch each).
  * Called with w->mu. */
 static void wake_for_pending(queue_waiter_t *w)
 {
     int64_t each = w->small > 0 ? 1 : BV_QUEUE_MAX_BATCH; /* what a woken receiver takes, at least */
-    if (w->waiting > w->signaled && (int64_t)w->signaled * each + w->spare < w->pending) {
-        w->signaled++;
-        pthread_cond_signal(&w->cv);
-    }
+    /* While a claim job is running, a receiver woken for less than a batch would claim in
+       the next group commit what the running one's receiver, once it returns, would
+       claim just as soon: so wait for it, and let the messages fill the batch meanwhile
+       (with many idle consumers, each would otherwise claim the few messages of one commit,
+       and the write jobs and wake-ups per message grow). */
+    int64_t hold = w->claiming > 0 ? each - 1 : 0;
+    if (w->waiting > 0 && (int64_t)w->signaled * each + w->spare + hold < w->pending)
+        wake_one(w);
 }
 
 void queue_waiter_signal(void *arg)
@@ -82,8 +104,8 @@ void queue_waiter_broadcast(void *arg)
     queue_waiter_t *w = arg;
     pthread_mutex_lock(&w->mu);
     w->gen++;
-    w->signaled = w->waiting;
-    pthread_cond_broadcast(&w->cv);
+    while (w->sleepers != NULL)
+        wake_one(w);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -360,17 +382,22 @@ typedef struct {
     int n;
     queue_waiter_t *w; /* whose spare counts this job's room until the job starts */
     int64_t spare;
+    int running; /* counted in w->claiming */
 } claim_t;
 
 /* The claim job has started (or will never run): what is signalled from now on may commit
  * after its read, so its room no longer counts. */
 static void claim_started(claim_t *c)
 {
-    if (c->spare == 0)
+    if (c->spare == 0 && c->running)
         return;
     pthread_mutex_lock(&c->w->mu);
     c->w->spare -= c->spare;
     c->spare = 0;
+    if (!c->running) {
+        c->running = 1;
+        c->w->claiming++;
+    }
     pthread_mutex_unlock(&c->w->mu);
 }
 
@@ -550,6 +577,7 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
         return BV_EINVALID;
     if ((w = queue_waiter(queue)) == NULL)
         return BV_ENOMEM;
+    pthread_once(&monotonic_once, monotonic_init);
     memset(msgs, 0, sizeof(*msgs) * (size_t)max);
     deadline = bv_mono_us() + (int64_t)o->wait_ms * 1000;
     for (;;) {
@@ -590,6 +618,7 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
             rc = bv_store_run_tx(st, 1, claim_job, &c);
             claim_started(&c); /* if it never ran */
             pthread_mutex_lock(&w->mu);
+            w->claiming--;
             w->reserved -= take;
             if (rc == 0 && c.n > take) { /* took more than reserved: those were counted as pending */
                 int64_t extra = c.n - take < w->pending ? c.n - take : w->pending;
@@ -598,8 +627,7 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
             /* more may be ready (signalled, or a full batch suggests so): pass it on */
             if (rc == 0 && c.n == max && w->pending == 0 && w->signaled == 0 && w->waiting > 0) {
                 w->gen++;
-                w->signaled++;
-                pthread_cond_signal(&w->cv);
+                wake_one(w);
             } else {
                 wake_for_pending(w);
             }
@@ -632,20 +660,29 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
         }
         struct timespec ts;
         mono_to_timespec(until, &ts);
+        queue_sleeper_t z = {.next = w->sleepers};
+        pthread_cond_init(&z.cv, &monotonic);
+        if (z.next != NULL)
+            z.next->prev = &z;
+        w->sleepers = &z;
         w->waiting++;
         w->small += max < BV_QUEUE_MAX_BATCH;
-        while (w->gen == gen0 && !(o->stop != NULL && *o->stop)) {
-            int wr = pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-            if (w->signaled > 0)
-                w->signaled--; /* most likely the wake-up meant for one receiver; if not, the
-                                  next signal comes sooner, never later */
-            if (wr == ETIMEDOUT)
+        while (!z.woken && w->gen == gen0 && !(o->stop != NULL && *o->stop))
+            if (pthread_cond_timedwait(&z.cv, &w->mu, &ts) == ETIMEDOUT)
                 break;
-        }
         w->small -= max < BV_QUEUE_MAX_BATCH;
-        w->waiting--;
-        if (w->signaled > w->waiting)
-            w->signaled = w->waiting;
+        if (z.woken) {
+            w->signaled--;
+        } else { /* timed out, or gen moved for another: still on the list */
+            if (z.prev != NULL)
+                z.prev->next = z.next;
+            else
+                w->sleepers = z.next;
+            if (z.next != NULL)
+                z.next->prev = z.prev;
+            w->waiting--;
+        }
+        pthread_cond_destroy(&z.cv);
         pthread_mutex_unlock(&w->mu);
     }
 }

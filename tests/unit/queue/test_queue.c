@@ -527,6 +527,139 @@ static void test_long_poll_stop_flag(void **state)
     assert_int_equal(n, 0);
 }
 
+/* Wake-up policy, white box: the receiver that fell asleep last is woken first; while a
+ * claim job runs, messages that do not fill a batch wake no one (the running claim's
+ * receiver takes them when it returns); a broadcast wakes everyone. */
+static void push_sleeper(queue_waiter_t *w, queue_sleeper_t *z)
+{
+    memset(z, 0, sizeof(*z));
+    pthread_cond_init(&z->cv, NULL);
+    z->next = w->sleepers;
+    if (z->next != NULL)
+        z->next->prev = z;
+    w->sleepers = z;
+    w->waiting++;
+}
+
+static void test_wake_policy(void **state)
+{
+    (void)state;
+    queue_waiter_t *w = queue_waiter("wake-policy");
+    queue_sleeper_t z[3];
+    assert_non_null(w);
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < 3; i++)
+        push_sleeper(w, &z[i]);
+    pthread_mutex_unlock(&w->mu);
+
+    queue_waiter_signal(w); /* nobody claiming: one message wakes the last asleep */
+    assert_true(z[2].woken);
+    assert_false(z[1].woken);
+    assert_int_equal(w->waiting, 2);
+    assert_int_equal(w->signaled, 1);
+    assert_ptr_equal(w->sleepers, &z[1]);
+
+    pthread_mutex_lock(&w->mu); /* z[2] runs, reserves the message, its claim job starts */
+    w->signaled--;
+    w->pending = 0;
+    w->claiming = 1;
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < BV_QUEUE_MAX_BATCH - 1; i++)
+        queue_waiter_signal(w);
+    assert_false(z[1].woken); /* nine wait for the running claim */
+    queue_waiter_signal(w);   /* the tenth fills a batch */
+    assert_true(z[1].woken);
+    assert_false(z[0].woken);
+    assert_int_equal(w->waiting, 1);
+
+    queue_waiter_broadcast(w);
+    assert_true(z[0].woken);
+    assert_null(w->sleepers);
+    assert_int_equal(w->waiting, 0);
+    assert_int_equal(w->signaled, 2); /* z[1] and z[0], not yet running */
+    pthread_mutex_lock(&w->mu); /* as if the three had run and their claims returned */
+    w->signaled = 0;
+    w->pending = 0;
+    w->claiming = 0;
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < 3; i++)
+        pthread_cond_destroy(&z[i].cv);
+}
+
+/* Many receivers with short long polls (time-outs unlink sleepers from the middle of the
+ * list while wake-ups take them from its head) and a sender: each message is received and
+ * deleted exactly once, none is left behind. */
+#define MANY_RECEIVERS 16
+#define MANY_MESSAGES  400
+
+typedef struct {
+    fx_t *f;
+    _Atomic int *deleted;
+    _Atomic int *seen; /* per message number */
+    _Atomic int *errors;
+} many_t;
+
+static void *many_receiver(void *arg)
+{
+    many_t *m = arg;
+    bv_queue_msg_t msgs[BV_QUEUE_MAX_BATCH];
+    int idle = 0;
+    while (atomic_load(m->deleted) < MANY_MESSAGES && idle < 500) {
+        int n = 0;
+        bv_queue_receive_opts_t o = {.max = BV_QUEUE_MAX_BATCH, .wait_ms = 5 + rand() % 20};
+        if (bv_queue_receive(m->f->st, "many", &o, msgs, &n) != 0) {
+            atomic_fetch_add(m->errors, 1);
+            break;
+        }
+        idle = n == 0 ? idle + 1 : 0;
+        const char *r[BV_QUEUE_MAX_BATCH];
+        for (int i = 0; i < n; i++) {
+            int k = atoi(msgs[i].body);
+            if (k < 0 || k >= MANY_MESSAGES || atomic_fetch_add(&m->seen[k], 1) != 0)
+                atomic_fetch_add(m->errors, 1);
+            r[i] = msgs[i].receipt;
+        }
+        int d = 0;
+        if (n > 0 && (bv_queue_delete_batch(m->f->st, "many", r, n, &d) != 0 || d != n))
+            atomic_fetch_add(m->errors, 1);
+        atomic_fetch_add(m->deleted, d);
+        for (int i = 0; i < n; i++)
+            bv_queue_msg_clear(&msgs[i]);
+    }
+    return NULL;
+}
+
+static void test_many_receivers_each_message_once(void **state)
+{
+    fx_t *f = *state;
+    _Atomic int deleted = 0, errors = 0;
+    _Atomic int *seen = calloc(MANY_MESSAGES, sizeof(*seen));
+    many_t m = {f, &deleted, seen, &errors};
+    pthread_t t[MANY_RECEIVERS];
+    ensure(f, "many", 0, 30000, 0, NULL);
+    for (int i = 0; i < MANY_RECEIVERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, many_receiver, &m), 0);
+    for (int i = 0; i < MANY_MESSAGES; i++) {
+        char b[16];
+        snprintf(b, sizeof(b), "%d", i);
+        assert_int_equal(send(f, "many", b), 0);
+        if (i % 37 == 0)
+            sleep_ms(3); /* let receivers fall asleep and time out meanwhile */
+    }
+    for (int i = 0; i < MANY_RECEIVERS; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&errors), 0);
+    assert_int_equal(atomic_load(&deleted), MANY_MESSAGES);
+    for (int i = 0; i < MANY_MESSAGES; i++)
+        assert_int_equal(atomic_load(&seen[i]), 1);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM queue_messages WHERE queue='many'"), 0);
+    queue_waiter_t *w = queue_waiter("many");
+    assert_int_equal(w->waiting, 0);
+    assert_null(w->sleepers);
+    assert_int_equal(w->claiming, 0);
+    free((void *)seen);
+}
+
 /* ---- filter policies ---- */
 
 static int match(const char *policy, const char *attrs)
@@ -851,6 +984,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_poll_wakes_on_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_poll_stop_flag, setup, teardown),
+        cmocka_unit_test(test_wake_policy),
+        cmocka_unit_test_setup_teardown(test_many_receivers_each_message_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topic_fanout_with_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_retry_ack_fail, setup, teardown),
