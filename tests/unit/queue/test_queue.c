@@ -577,7 +577,8 @@ static void test_wake_policy(void **state)
     assert_null(w->sleepers);
     assert_int_equal(w->waiting, 0);
     assert_int_equal(w->signaled, 2); /* z[1] and z[0], not yet running */
-    pthread_mutex_lock(&w->mu); /* as if the three had run and their claims returned */
+    /* as if the three had run and their claims returned */
+    pthread_mutex_lock(&w->mu);
     w->signaled = 0;
     w->pending = 0;
     w->claiming = 0;
