@@ -10,8 +10,9 @@
  * (the "SELECT ... FOR UPDATE SKIP LOCKED" loop of a database queue), a delete job per message, and consumers
  * that poll (sleep 1 ms when empty) since nothing wakes them. (c) enqueue-to-receive latency at moderate load
  * (about 1,000 messages/s, 4 consumers long-polling one message at a time): p50/p99 from the start of the
- * send job to the return of the receive. Databases are created in a fresh directory under DIR (default ".";
- * not a tmpfs, where fsync costs nothing) and removed afterwards. */
+ * send job to the return of the receive. The 4- and 64-consumer runs alternate over BENCH_ROUNDS (default 8)
+ * rounds: a single run varies by 15 % on a shared machine. Databases are created in a fresh directory under
+ * DIR (default "."; not a tmpfs, where fsync costs nothing) and removed afterwards. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -28,7 +29,7 @@
 #include "store/store.h"
 
 #define BODY_LEN 1024
-#define ROUNDS   4
+#define ROUNDS   8 /* BENCH_ROUNDS overrides */
 
 static char body[BODY_LEN];
 
@@ -357,7 +358,10 @@ int main(int argc, char **argv)
     /* interleaved rounds, so that neither consumer count always runs on the fresher
        database; each figure is the mean of its runs (single runs vary with the disk) */
     double t4 = 0, t64 = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    int rounds = getenv("BENCH_ROUNDS") != NULL && atoi(getenv("BENCH_ROUNDS")) > 0
+                     ? atoi(getenv("BENCH_ROUNDS"))
+                     : ROUNDS;
+    for (int round = 0; round < rounds; round++) {
         for (int k = 0; k < 2; k++) {
             int consumers = (round + k) % 2 == 0 ? 4 : 64;
             bv_store_stats_t s0, s1;
@@ -373,7 +377,7 @@ int main(int argc, char **argv)
                                 1e6 +
                             (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec + u1.ru_stime.tv_usec -
                                      u0.ru_stime.tv_usec);
-            *(consumers == 4 ? &t4 : &t64) += r / ROUNDS;
+            *(consumers == 4 ? &t4 : &t64) += r / rounds;
             printf("queue        receive(10)+delete_batch, %3d consumers: %8.0f msg/s (send+receive+delete); per "
                    "message %.2f write jobs, %.3f group commits, %.1f us of CPU, %.2f context switches; %.1f messages per "
                    "receive, %.3f empty receives%s\n",
