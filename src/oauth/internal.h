@@ -250,6 +250,9 @@ typedef struct {
 /* Access token (RFC 9068) and, when the scope holds openid and a user is present, an ID
  * token; appends the token response members to resp. */
 int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp);
+/* The whole token response of an access token alone (client_credentials), serialised
+ * directly into body: the grant that runs most often. 0, BV_ENOMEM, signing errors. */
+int oauth_access_token_response(oauth_t *o, const oauth_grant_t *g, bv_buf_t *body);
 int oauth_issue_id_token(oauth_t *o, const oauth_grant_t *g, const char *nonce, const char *alg,
                          json_t *resp);
 

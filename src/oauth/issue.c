@@ -63,16 +63,24 @@ static int access_claims(oauth_t *o, const oauth_grant_t *g, int64_t now, const 
     return rc != 0 || bv_buf_puts(b, "}") != 0 ? BV_ENOMEM : 0;
 }
 
-int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
+/* A signed access token for g (caller frees *tok). */
+static int access_token(oauth_t *o, const oauth_grant_t *g, char **tok)
 {
-    char jti[BV_UUID_STR_LEN + 1], *tok = NULL;
+    char jti[BV_UUID_STR_LEN + 1];
     int64_t now = bv_now_us() / 1000000;
     bv_buf_t cl = {0};
     bv_uuid7(jti);
     int rc = access_claims(o, g, now, jti, &cl);
     if (rc == 0)
-        rc = oauth_sign_jwt(o, "ES256", "at+jwt", cl.data, &tok);
+        rc = oauth_sign_jwt(o, "ES256", "at+jwt", cl.data, tok);
     bv_buf_free(&cl);
+    return rc;
+}
+
+int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
+{
+    char *tok = NULL;
+    int rc = access_token(o, g, &tok);
     if (rc != 0)
         return rc;
     json_object_set_new(resp, "access_token", json_string(tok));
@@ -81,6 +89,23 @@ int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
     json_object_set_new(resp, "scope", json_string(g->scope));
     free(tok);
     return 0;
+}
+
+int oauth_access_token_response(oauth_t *o, const oauth_grant_t *g, bv_buf_t *body)
+{
+    char *tok = NULL, ttl[48];
+    int rc = access_token(o, g, &tok);
+    if (rc != 0)
+        return rc;
+    snprintf(ttl, sizeof(ttl), "\",\"token_type\":\"Bearer\",\"expires_in\":%d", BV_OAUTH_ACCESS_TTL);
+    /* a compact JWS is base64url and dots: nothing in it to escape */
+    rc = bv_buf_puts(body, "{\"access_token\":\"") != 0 || bv_buf_puts(body, tok) != 0 ||
+                 bv_buf_puts(body, ttl) != 0 || member_str(body, "scope", g->scope) != 0 ||
+                 bv_buf_puts(body, "}") != 0
+             ? BV_ENOMEM
+             : 0;
+    free(tok);
+    return rc;
 }
 
 int oauth_issue_id_token(oauth_t *o, const oauth_grant_t *g, const char *nonce, const char *alg, json_t *resp)

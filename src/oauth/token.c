@@ -401,16 +401,17 @@ static void grant_client_credentials(oauth_t *o, bv_call_t *c, const oauth_form_
         oauth_reply_error(c, 400, "invalid_scope", "the scope is not allowed for this client");
         return;
     }
-    json_t *resp = json_object();
+    bv_buf_t body = {0};
     oauth_grant_t g = {cl->id, NULL, scope, NULL, 0, NULL, NULL};
-    int rc = oauth_issue_access_token(o, &g, resp);
+    int rc = oauth_access_token_response(o, &g, &body);
     if (rc != 0) {
-        json_decref(resp);
+        bv_buf_free(&body);
         bv_reply_problem(c, rc, NULL, NULL);
         return;
     }
     bv_call_add_header(c, "pragma", "no-cache");
-    bv_reply_json(c, 200, resp);
+    bv_reply_raw(c, 200, "application/json", body.data, body.len);
+    bv_buf_free(&body);
 }
 
 static void grant_password(oauth_t *o, bv_call_t *c, const oauth_form_t *f, const oauth_client_t *cl)

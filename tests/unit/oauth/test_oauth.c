@@ -195,8 +195,9 @@ static json_t *std_claims(int64_t now, const char *sub)
                      (json_int_t)now, "jti", "j1", "acr", "urn:boveda:loa:1", "amr", "pwd");
 }
 
-/* The registration cache behind client authentication: copies that share nothing with it,
- * and changes (rotation, deletion) visible once OAUTH_CLIENT_CACHE_TTL_US has passed. */
+/* The registration cache behind client authentication: copies that share its JSON members
+ * (immutable, reference-counted: clearing a copy leaves the others whole), and changes
+ * (rotation, deletion) visible once OAUTH_CLIENT_CACHE_TTL_US has passed. */
 static void test_client_cache(void **state)
 {
     fx_t *f = *state;
@@ -213,8 +214,10 @@ static void test_client_cache(void **state)
     assert_int_equal(oauth_client_load(&o, id, &a), 0); /* read, and kept */
     assert_int_equal(oauth_client_load(&o, id, &b), 0); /* from the cache */
     assert_string_equal(a.secret_hash, b.secret_hash);
-    assert_true(a.redirect_uris != b.redirect_uris);
-    oauth_client_clear(&a); /* the cache's own copy is untouched */
+    assert_ptr_equal(a.redirect_uris, b.redirect_uris);
+    oauth_client_clear(&a); /* the cache's and b's references remain */
+    assert_true(oauth_client_redirect_ok(&b, "https://app.example/cb"));
+    oauth_client_cache_clear(&o); /* and b's alone */
     assert_true(oauth_client_redirect_ok(&b, "https://app.example/cb"));
     char old_hash[sizeof(b.secret_hash)];
     snprintf(old_hash, sizeof(old_hash), "%s", b.secret_hash);
