@@ -4,7 +4,8 @@
  *
  * (a) send+receive+delete of 1 KB messages: PRODUCERS threads send one message per write
  *     job (durable when bv_queue_send's job returns), consumers receive batches of up to 10
- *     (one claim job) and delete them in one job; with 4 and with 64 consumers.
+ *     (one claim job, long-polling up to 20 s as the consumer framework's workers do) and
+ *     delete them in one job; with 4 and with 64 consumers.
  * (b) the baseline on the same store: a plain table claimed with SELECT ... ORDER BY
  *     visible_at, seq LIMIT 1 + UPDATE (on the same index shape as the queue's) in one write job per message
  * (the "SELECT ... FOR UPDATE SKIP LOCKED" loop of a database queue), a delete job per message, and consumers
@@ -74,7 +75,7 @@ static void *consumer(void *arg)
     bv_queue_msg_t m[BV_QUEUE_MAX_BATCH];
     while (!c->stop && atomic_load(c->done) < c->total) {
         int n = 0;
-        bv_queue_receive_opts_t o = {.max = 10, .wait_ms = 200, .stop = &c->stop};
+        bv_queue_receive_opts_t o = {.max = 10, .wait_ms = BV_QUEUE_MAX_WAIT_MS, .stop = &c->stop};
         if (bv_queue_receive(c->st, c->queue, &o, m, &n) != 0) {
             atomic_fetch_add(c->errors, 1);
             continue;
