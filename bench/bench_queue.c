@@ -379,10 +379,11 @@ int main(int argc, char **argv)
                             (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec + u1.ru_stime.tv_usec -
                                      u0.ru_stime.tv_usec);
             *(consumers == 4 ? &t4 : &t64) += r / rounds;
-            printf("queue        receive(10)+delete_batch, %3d consumers: %8.0f msg/s (send+receive+delete); per "
-                   "message %.2f write jobs, %.3f group commits, %.1f us of CPU, %.2f context switches; %.1f messages per "
-                   "receive, %.3f empty receives%s\n",
-                   consumers, r, (double)(s1.jobs - s0.jobs) / messages, (double)(s1.batches - s0.batches) / messages,
+            printf("queue        receive(10)+delete_batch, %3d consumers: %8.0f msg/s (send+receive+delete); "
+                   "per message %.2f write jobs, %.3f group commits, %.3f fsyncs, %.1f us of CPU, %.2f "
+                   "context switches; %.1f messages per receive, %.3f empty receives%s\n",
+                   consumers, r, (double)(s1.jobs - s0.jobs) / messages,
+                   (double)(s1.batches - s0.batches) / messages, (double)(s1.syncs - s0.syncs) / messages,
                    cpu_us / messages,
                    (double)(u1.ru_nvcsw - u0.ru_nvcsw + u1.ru_nivcsw - u0.ru_nivcsw) / messages,
                    rcv[0] > 0 ? (double)messages / (double)rcv[0] : 0.0, (double)rcv[1] / messages,
