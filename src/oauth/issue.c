@@ -77,6 +77,7 @@ static int access_token(oauth_t *o, const oauth_grant_t *g, char **tok)
     return rc;
 }
 
+/* The client_credentials grant writes these members itself (oauth_access_token_response). */
 int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
 {
     char *tok = NULL;
@@ -91,6 +92,7 @@ int oauth_issue_access_token(oauth_t *o, const oauth_grant_t *g, json_t *resp)
     return 0;
 }
 
+/* The same members as oauth_issue_access_token writes: change both together. */
 int oauth_access_token_response(oauth_t *o, const oauth_grant_t *g, bv_buf_t *body)
 {
     char *tok = NULL, ttl[48];

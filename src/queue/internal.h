@@ -37,6 +37,10 @@ typedef struct queue_waiter {
     char name[BV_QUEUE_NAME_MAX + 1];
 } queue_waiter_t;
 
+/* Puts z (its cv initialised) on top of w's sleepers: the next to be woken. small: z's
+ * receiver takes fewer than a full batch. Called with w->mu. */
+void queue_sleeper_add(queue_waiter_t *w, queue_sleeper_t *z, int small);
+
 /* The waiter of a queue name (created on first use). NULL only on OOM. */
 queue_waiter_t *queue_waiter(const char *name);
 /* After-commit hooks: arg is a queue_waiter_t *. signal notes one message became visible

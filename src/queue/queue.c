@@ -58,6 +58,18 @@ queue_waiter_t *queue_waiter(const char *name)
     return w;
 }
 
+void queue_sleeper_add(queue_waiter_t *w, queue_sleeper_t *z, int small)
+{
+    z->prev = NULL;
+    z->next = w->sleepers;
+    z->woken = 0;
+    if (z->next != NULL)
+        z->next->prev = z;
+    w->sleepers = z;
+    w->waiting++;
+    w->small += small;
+}
+
 /* Wakes the receiver that fell asleep last. Called with w->mu. */
 static void wake_one(queue_waiter_t *w)
 {
@@ -660,13 +672,9 @@ int bv_queue_receive(bv_store_t *st, const char *queue, const bv_queue_receive_o
         }
         struct timespec ts;
         mono_to_timespec(until, &ts);
-        queue_sleeper_t z = {.next = w->sleepers};
+        queue_sleeper_t z;
         pthread_cond_init(&z.cv, &monotonic);
-        if (z.next != NULL)
-            z.next->prev = &z;
-        w->sleepers = &z;
-        w->waiting++;
-        w->small += max < BV_QUEUE_MAX_BATCH;
+        queue_sleeper_add(w, &z, max < BV_QUEUE_MAX_BATCH);
         while (!z.woken && w->gen == gen0 && !(o->stop != NULL && *o->stop))
             if (pthread_cond_timedwait(&z.cv, &w->mu, &ts) == ETIMEDOUT)
                 break;

@@ -530,17 +530,6 @@ static void test_long_poll_stop_flag(void **state)
 /* Wake-up policy, white box: the receiver that fell asleep last is woken first; while a
  * claim job runs, messages that do not fill a batch wake no one (the running claim's
  * receiver takes them when it returns); a broadcast wakes everyone. */
-static void push_sleeper(queue_waiter_t *w, queue_sleeper_t *z)
-{
-    memset(z, 0, sizeof(*z));
-    pthread_cond_init(&z->cv, NULL);
-    z->next = w->sleepers;
-    if (z->next != NULL)
-        z->next->prev = z;
-    w->sleepers = z;
-    w->waiting++;
-}
-
 static void test_wake_policy(void **state)
 {
     (void)state;
@@ -548,8 +537,10 @@ static void test_wake_policy(void **state)
     queue_sleeper_t z[3];
     assert_non_null(w);
     pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < 3; i++)
-        push_sleeper(w, &z[i]);
+    for (int i = 0; i < 3; i++) {
+        pthread_cond_init(&z[i].cv, NULL);
+        queue_sleeper_add(w, &z[i], 0);
+    }
     pthread_mutex_unlock(&w->mu);
 
     queue_waiter_signal(w); /* nobody claiming: one message wakes the last asleep */
